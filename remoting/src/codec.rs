@@ -1,0 +1,202 @@
+//! The stream codec: cuts frames off a byte stream and turns them into commands (spec 2).
+
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::command::RemotingCommand;
+use crate::error::CodecError;
+
+/// Java's `com.rocketmq.remoting.frameMaxLength`: 16 MiB, counting the 4-byte length field.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Head,
+    /// The length prefix was consumed; this many payload bytes make up the frame.
+    Payload(usize),
+}
+
+/// `tokio_util` codec for RocketMQ remoting frames. The frame limit is enforced on the length
+/// field, before any buffer is reserved for the payload.
+#[derive(Debug, Clone)]
+pub struct RemotingCodec {
+    max_frame: usize,
+    state: State,
+}
+
+impl Default for RemotingCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RemotingCodec {
+    pub fn new() -> Self {
+        Self::with_max_frame(DEFAULT_MAX_FRAME)
+    }
+
+    /// `max_frame` counts the whole frame, length field included, as Java's limit does.
+    pub fn with_max_frame(max_frame: usize) -> Self {
+        RemotingCodec {
+            max_frame: max_frame.max(8),
+            state: State::Head,
+        }
+    }
+
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Cuts one raw frame payload (everything after the length prefix) off `src`.
+    pub fn decode_payload(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
+        let n = match self.state {
+            State::Payload(n) => n,
+            State::Head => {
+                if src.len() < 4 {
+                    return Ok(None);
+                }
+                let len = i32::from_be_bytes([src[0], src[1], src[2], src[3]]) as i64;
+                if len < 4 {
+                    return Err(CodecError::FrameTooShort(len));
+                }
+                let total = len as usize + 4;
+                if total > self.max_frame {
+                    return Err(CodecError::FrameTooLarge {
+                        len: total,
+                        max: self.max_frame,
+                    });
+                }
+                src.advance(4);
+                self.state = State::Payload(len as usize);
+                len as usize
+            }
+        };
+        if src.len() < n {
+            src.reserve(n - src.len());
+            return Ok(None);
+        }
+        self.state = State::Head;
+        let payload = src.split_to(n);
+        src.reserve(4);
+        Ok(Some(payload))
+    }
+}
+
+impl Decoder for RemotingCodec {
+    type Item = RemotingCommand;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<RemotingCommand>, CodecError> {
+        match self.decode_payload(src)? {
+            Some(payload) => RemotingCommand::decode_frame_payload(payload).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder<RemotingCommand> for RemotingCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: RemotingCommand, dst: &mut BytesMut) -> Result<(), CodecError> {
+        item.encode_frame(dst, self.max_frame)
+    }
+}
+
+impl Encoder<&RemotingCommand> for RemotingCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: &RemotingCommand, dst: &mut BytesMut) -> Result<(), CodecError> {
+        item.encode_frame(dst, self.max_frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::RequestCode;
+    use crate::ext_fields::ExtFields;
+
+    fn route_request() -> RemotingCommand {
+        let mut ext = ExtFields::new();
+        ext.insert("topic", "TestTopic");
+        let mut c = RemotingCommand::request(RequestCode::GetRouteinfoByTopic, ext);
+        c.opaque = 1;
+        c.language = crate::code::LanguageCode::Java;
+        c
+    }
+
+    #[test]
+    fn partial_reads_resume_without_reparsing() {
+        let frame = route_request().to_frame().unwrap();
+        let mut codec = RemotingCodec::new();
+        let mut buf = BytesMut::new();
+        for chunk in frame.chunks(3) {
+            assert!(buf.is_empty() || codec.decode(&mut buf).unwrap().is_none());
+            buf.extend_from_slice(chunk);
+        }
+        let cmd = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(cmd.ext("topic"), Some("TestTopic"));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversize_length_rejected_before_allocating() {
+        let mut codec = RemotingCodec::with_max_frame(64);
+        let mut buf = BytesMut::from(&[0x00, 0x00, 0x01, 0x00][..]);
+        let cap_before = buf.capacity();
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::FrameTooLarge { len: 260, max: 64 })
+        ));
+        assert_eq!(buf.capacity(), cap_before);
+        let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
+        assert!(matches!(
+            RemotingCodec::new().decode(&mut buf),
+            Err(CodecError::FrameTooShort(-1))
+        ));
+    }
+
+    #[test]
+    fn exactly_max_frame_is_accepted() {
+        // 16 MiB counting the length field: the largest legal length value is 16 777 212.
+        let mut codec = RemotingCodec::new();
+        let mut buf = BytesMut::from(&16_777_212u32.to_be_bytes()[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        let mut codec = RemotingCodec::new();
+        let mut buf = BytesMut::from(&16_777_213u32.to_be_bytes()[..]);
+        assert!(codec.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn header_length_beyond_frame_is_an_error() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&8u32.to_be_bytes());
+        buf.extend_from_slice(&100u32.to_be_bytes());
+        buf.extend_from_slice(b"{}{}");
+        assert!(matches!(
+            RemotingCodec::new().decode(&mut buf),
+            Err(CodecError::BadHeaderLength { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_serialize_type_is_an_error() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&6u32.to_be_bytes());
+        buf.extend_from_slice(&0x0200_0002u32.to_be_bytes());
+        buf.extend_from_slice(b"{}");
+        assert!(matches!(
+            RemotingCodec::new().decode(&mut buf),
+            Err(CodecError::UnknownSerializeType(2))
+        ));
+    }
+
+    #[test]
+    fn encoder_refuses_oversize_frames() {
+        let cmd = route_request().with_body(vec![0u8; 100]);
+        let mut codec = RemotingCodec::with_max_frame(64);
+        let mut dst = BytesMut::new();
+        assert!(codec.encode(&cmd, &mut dst).is_err());
+        assert!(dst.is_empty());
+    }
+}
