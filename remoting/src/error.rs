@@ -37,7 +37,9 @@ pub enum HeaderError {
 /// A message record, batch or property string could not be decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum MessageError {
-    #[error("message record truncated: needed {needed} bytes at offset {offset}, {available} available")]
+    #[error(
+        "message record truncated: needed {needed} bytes at offset {offset}, {available} available"
+    )]
     Truncated {
         offset: usize,
         needed: usize,
@@ -65,6 +67,8 @@ pub enum MessageError {
     PropertySeparator(&'static str),
     #[error("field {field} of {len} bytes is too long")]
     TooLong { field: &'static str, len: usize },
+    #[error("port {0} of a host field is out of range")]
+    BadPort(i32),
     #[error("invalid message id {0:?}")]
     BadMessageId(String),
 }

@@ -6,11 +6,13 @@
 //! Nothing here touches a socket or reads a clock; decoders return typed errors on hostile input
 //! and never allocate beyond the frame limit.
 
+pub mod body;
 pub mod code;
 pub mod codec;
 pub mod command;
 pub mod error;
 pub mod ext_fields;
+pub mod message;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode, SerializeType};
 pub use codec::{RemotingCodec, DEFAULT_MAX_FRAME};
