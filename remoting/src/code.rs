@@ -270,7 +270,10 @@ mod tests {
     #[test]
     fn names_round_trip() {
         assert_eq!(RequestCode::SendMessageV2.name(), Some("SEND_MESSAGE_V2"));
-        assert_eq!(RequestCode::GetRouteinfoByTopic.name(), Some("GET_ROUTEINFO_BY_TOPIC"));
+        assert_eq!(
+            RequestCode::GetRouteinfoByTopic.name(),
+            Some("GET_ROUTEINFO_BY_TOPIC")
+        );
         assert_eq!(RequestCode::LockBatchMq.name(), Some("LOCK_BATCH_MQ"));
         assert_eq!(ResponseCode::PullNotFound.name(), Some("PULL_NOT_FOUND"));
         assert_eq!(RequestCode::from(9999), RequestCode::Unknown(9999));

@@ -186,8 +186,8 @@ impl RemotingCommand {
                 available,
             });
         }
-        let serialize_type =
-            SerializeType::from_code(type_code).ok_or(CodecError::UnknownSerializeType(type_code))?;
+        let serialize_type = SerializeType::from_code(type_code)
+            .ok_or(CodecError::UnknownSerializeType(type_code))?;
         let _ = payload.split_to(4);
         let header = payload.split_to(header_len);
         let body = payload.freeze();
@@ -353,10 +353,14 @@ fn de_language<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LanguageCode>, 
             ))
         }
         fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
-            Ok(Some(LanguageCode::from_code(u8::try_from(n).unwrap_or(u8::MAX))))
+            Ok(Some(LanguageCode::from_code(
+                u8::try_from(n).unwrap_or(u8::MAX),
+            )))
         }
         fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-            Ok(Some(LanguageCode::from_code(u8::try_from(n).unwrap_or(u8::MAX))))
+            Ok(Some(LanguageCode::from_code(
+                u8::try_from(n).unwrap_or(u8::MAX),
+            )))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -475,7 +479,9 @@ fn encode_binary_header(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(),
             // Empty strings read back as null on the Java side; skipping them is what Java's
             // encoder does for nulls, and the result decodes the same.
             if k.len() > i16::MAX as usize {
-                return Err(CodecError::BinaryHeader("extFields key longer than 32767 bytes"));
+                return Err(CodecError::BinaryHeader(
+                    "extFields key longer than 32767 bytes",
+                ));
             }
             dst.put_i16(k.len() as i16);
             dst.put_slice(k.as_bytes());

@@ -32,12 +32,28 @@ fn every_frame_decodes_to_the_indexed_header() {
         let cmd = RemotingCommand::from_frame(&bytes).unwrap_or_else(|err| panic!("{file}: {err}"));
         let h = &e["decoded_header"];
         assert_eq!(cmd.code as i64, h["code"].as_i64().unwrap(), "{file} code");
-        assert_eq!(cmd.opaque as i64, h["opaque"].as_i64().unwrap(), "{file} opaque");
+        assert_eq!(
+            cmd.opaque as i64,
+            h["opaque"].as_i64().unwrap(),
+            "{file} opaque"
+        );
         assert_eq!(cmd.flag as i64, h["flag"].as_i64().unwrap(), "{file} flag");
-        assert_eq!(cmd.version as i64, h["version"].as_i64().unwrap(), "{file} version");
-        assert_eq!(cmd.language.name(), h["language"].as_str(), "{file} language");
+        assert_eq!(
+            cmd.version as i64,
+            h["version"].as_i64().unwrap(),
+            "{file} version"
+        );
+        assert_eq!(
+            cmd.language.name(),
+            h["language"].as_str(),
+            "{file} language"
+        );
         assert_eq!(cmd.remark.as_deref(), h["remark"].as_str(), "{file} remark");
-        assert_eq!(cmd.is_response(), e["is_response"].as_bool().unwrap(), "{file}");
+        assert_eq!(
+            cmd.is_response(),
+            e["is_response"].as_bool().unwrap(),
+            "{file}"
+        );
         assert_eq!(cmd.is_oneway(), e["oneway"].as_bool().unwrap(), "{file}");
         let want_type = match e["serialize"].as_str().unwrap() {
             "JSON" => SerializeType::Json,
@@ -46,7 +62,9 @@ fn every_frame_decodes_to_the_indexed_header() {
         assert_eq!(cmd.serialize_type, want_type, "{file}");
         let want_ext = ext_as_strings(&h["extFields"]);
         let got_ext: Option<Vec<(String, String)>> = cmd.ext_fields.as_ref().map(|f| {
-            f.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+            f.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
         });
         // index.json objects are key-sorted by serde_json here; compare as sorted sets, and check
         // the wire order separately below.
@@ -125,6 +143,9 @@ fn java_frames_reencode_byte_identically() {
         &failures[..failures.len().min(10)]
     );
     // Every Java frame plus the broker/name-server answers to the other clients.
-    assert!(same >= 679, "only {same} frames compared ({skipped} skipped)");
+    assert!(
+        same >= 679,
+        "only {same} frames compared ({skipped} skipped)"
+    );
     eprintln!("{same} frames re-encoded byte-identically, {skipped} non-Java frames skipped");
 }
