@@ -432,6 +432,10 @@ impl<'de> Deserialize<'de> for ExtValue {
 }
 
 fn decode_json_header(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
+    // serde would also fill a struct from a JSON array; a header is always an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(CodecError::JsonHeader("header is not a JSON object".into()));
+    }
     let h: JsonHeader =
         serde_json::from_slice(bytes).map_err(|e| CodecError::JsonHeader(e.to_string()))?;
     Ok(RemotingCommand {

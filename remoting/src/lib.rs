@@ -6,6 +6,7 @@
 //! Nothing here touches a socket or reads a clock; decoders return typed errors on hostile input
 //! and never allocate beyond the frame limit.
 
+pub mod acl;
 pub mod body;
 pub mod code;
 pub mod codec;
