@@ -104,6 +104,7 @@ fn every_frame_decodes_to_the_indexed_header() {
 ///   newline, and carry numbers as extFields values; we always write Java's form.
 /// * ali-ons: members in its own order (`code, language, opaque, flag, version, extFields`) and
 ///   numeric/boolean extFields values.
+///
 /// Everything a Java peer sent (client, broker or name server; both serializations) must match.
 fn deterministic(e: &Value) -> bool {
     e["client"].as_str() == Some("java-4.9.8")
