@@ -1,0 +1,349 @@
+//! `MQClient`: one client instance shared by producers and consumers of a process. It owns the
+//! connection pool, the name-server client, the route cache (refreshed every 30 s and at once
+//! when a broker says a route is stale), the broker versions learnt from responses, and the
+//! groups to announce in heartbeats.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use rmq_remoting::body::{self, ConsumerData, HeartbeatData, ProducerData};
+use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::ClientConfig;
+use crate::error::{ClientError, Result};
+use crate::remoting_client::{expect_code, RemotingClient};
+use crate::route::{NameServerClient, TopicRoute};
+
+/// The first 5.x version ordinal (5.0.0); brokers at or above it understand timer messages.
+pub const VERSION_5_0_0: i32 = 413;
+
+#[derive(Clone)]
+pub struct MQClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    remoting: RemotingClient,
+    namesrv: NameServerClient,
+    routes: RwLock<HashMap<String, Arc<TopicRoute>>>,
+    /// Broker address -> version ordinal its responses carry.
+    broker_versions: Mutex<HashMap<String, i32>>,
+    producer_groups: Mutex<BTreeSet<String>>,
+    consumers: Mutex<BTreeMap<String, ConsumerData>>,
+    cancel: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for MQClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MQClient")
+            .field("client_id", &self.client_id())
+            .finish()
+    }
+}
+
+impl MQClient {
+    /// Creates the client and starts its background tasks (route refresh, heartbeats).
+    /// Must be called inside a tokio runtime. No connection is made until first use.
+    pub fn start(config: ClientConfig) -> Result<Self> {
+        if config.namesrv_addrs.is_empty() {
+            return Err(ClientError::NoNameServer);
+        }
+        let remoting = RemotingClient::new(config.clone());
+        let namesrv = NameServerClient::new(remoting.clone(), config.namesrv_addrs.clone());
+        let client = MQClient {
+            inner: Arc::new(Inner {
+                config,
+                remoting,
+                namesrv,
+                routes: RwLock::new(HashMap::new()),
+                broker_versions: Mutex::new(HashMap::new()),
+                producer_groups: Mutex::new(BTreeSet::new()),
+                consumers: Mutex::new(BTreeMap::new()),
+                cancel: CancellationToken::new(),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        client.spawn_periodic_tasks();
+        Ok(client)
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub fn client_id(&self) -> String {
+        self.inner.config.client_id()
+    }
+
+    pub fn remoting(&self) -> &RemotingClient {
+        &self.inner.remoting
+    }
+
+    pub fn namesrv(&self) -> &NameServerClient {
+        &self.inner.namesrv
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    fn spawn_periodic_tasks(&self) {
+        // The tasks hold a weak reference so dropping every handle lets the client go away.
+        let weak = Arc::downgrade(&self.inner);
+        let cancel = self.inner.cancel.clone();
+        let every = self.inner.config.route_refresh_interval;
+        let routes = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = cancel.cancelled() => break,
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                MQClient { inner }.refresh_all_routes().await;
+            }
+        });
+        let weak = Arc::downgrade(&self.inner);
+        let cancel = self.inner.cancel.clone();
+        let every = self.inner.config.heartbeat_interval;
+        let heartbeats = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = cancel.cancelled() => break,
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                let client = MQClient { inner };
+                if let Err(e) = client.heartbeat_all().await {
+                    warn!(error = %e, "heartbeat round failed");
+                }
+            }
+        });
+        self.inner.tasks.lock().extend([routes, heartbeats]);
+    }
+
+    // ---- routes -------------------------------------------------------------------------
+
+    /// The cached route of `topic`, fetched from a name server on first use.
+    pub async fn route(&self, topic: &str) -> Result<Arc<TopicRoute>> {
+        if let Some(r) = self.inner.routes.read().get(topic) {
+            return Ok(r.clone());
+        }
+        self.refresh_route(topic)
+            .await?
+            .ok_or_else(|| ClientError::TopicNotExist(topic.to_owned()))
+    }
+
+    /// Fetches the route of `topic` now; `None` when the name servers do not know it.
+    pub async fn refresh_route(&self, topic: &str) -> Result<Option<Arc<TopicRoute>>> {
+        match self.inner.namesrv.topic_route(topic).await? {
+            Some(route) => {
+                let route = Arc::new(route);
+                let mut routes = self.inner.routes.write();
+                let changed = routes.get(topic).map(|old| old.data != route.data);
+                if changed != Some(false) {
+                    debug!(%topic, "route updated");
+                    routes.insert(topic.to_owned(), route.clone());
+                    Ok(Some(route))
+                } else {
+                    Ok(routes.get(topic).cloned())
+                }
+            }
+            None => {
+                self.inner.routes.write().remove(topic);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Drops a cached route, e.g. when a broker answered that the topic is not there.
+    pub fn invalidate_route(&self, topic: &str) {
+        self.inner.routes.write().remove(topic);
+    }
+
+    async fn refresh_all_routes(&self) {
+        let topics: Vec<String> = self.inner.routes.read().keys().cloned().collect();
+        for t in topics {
+            if let Err(e) = self.refresh_route(&t).await {
+                warn!(topic = %t, error = %e, "route refresh failed");
+            }
+        }
+    }
+
+    /// Master addresses of every broker in any cached route.
+    pub fn known_masters(&self) -> BTreeSet<String> {
+        self.inner
+            .routes
+            .read()
+            .values()
+            .flat_map(|r| r.master_addrs())
+            .collect()
+    }
+
+    /// The master address of `broker_name`, from any cached route.
+    pub fn master_addr(&self, broker_name: &str) -> Option<String> {
+        self.inner
+            .routes
+            .read()
+            .values()
+            .find_map(|r| r.master_addr(broker_name).map(str::to_owned))
+    }
+
+    // ---- requests to brokers ------------------------------------------------------------
+
+    /// Sends to a broker and records the version its answer carries.
+    pub async fn invoke_broker(
+        &self,
+        addr: &str,
+        cmd: RemotingCommand,
+        timeout: Option<Duration>,
+    ) -> Result<RemotingCommand> {
+        if self.is_shut_down() {
+            return Err(ClientError::Shutdown);
+        }
+        let timeout = timeout.unwrap_or(self.inner.config.request_timeout);
+        let resp = self
+            .inner
+            .remoting
+            .invoke_timeout(addr, cmd, timeout)
+            .await?;
+        self.note_version(addr, resp.version);
+        Ok(resp)
+    }
+
+    pub async fn invoke_broker_oneway(&self, addr: &str, cmd: RemotingCommand) -> Result<()> {
+        if self.is_shut_down() {
+            return Err(ClientError::Shutdown);
+        }
+        self.inner.remoting.invoke_oneway(addr, cmd).await
+    }
+
+    fn note_version(&self, addr: &str, version: i32) {
+        if version > 0 {
+            self.inner
+                .broker_versions
+                .lock()
+                .insert(addr.to_owned(), version);
+        }
+    }
+
+    /// The version ordinal a broker announced, once it has answered anything.
+    pub fn broker_version(&self, addr: &str) -> Option<i32> {
+        self.inner.broker_versions.lock().get(addr).copied()
+    }
+
+    // ---- heartbeats ---------------------------------------------------------------------
+
+    pub fn register_producer(&self, group: &str) {
+        self.inner.producer_groups.lock().insert(group.to_owned());
+    }
+
+    pub fn register_consumer(&self, data: ConsumerData) {
+        self.inner
+            .consumers
+            .lock()
+            .insert(data.group_name.clone(), data);
+    }
+
+    pub fn unregister_producer_local(&self, group: &str) {
+        self.inner.producer_groups.lock().remove(group);
+    }
+
+    pub fn unregister_consumer_local(&self, group: &str) -> Option<ConsumerData> {
+        self.inner.consumers.lock().remove(group)
+    }
+
+    fn heartbeat_data(&self) -> HeartbeatData {
+        HeartbeatData {
+            client_id: self.client_id(),
+            consumer_data_set: self.inner.consumers.lock().values().cloned().collect(),
+            heartbeat_fingerprint: None,
+            producer_data_set: self
+                .inner
+                .producer_groups
+                .lock()
+                .iter()
+                .map(|g| ProducerData {
+                    group_name: g.clone(),
+                })
+                .collect(),
+            without_sub: None,
+        }
+    }
+
+    /// HEART_BEAT to one broker; returns the broker's version ordinal.
+    pub async fn heartbeat(&self, addr: &str) -> Result<i32> {
+        let cmd = RemotingCommand::request(RequestCode::HeartBeat, ExtFields::new())
+            .with_body(body::to_json(&self.heartbeat_data()));
+        let resp = self.invoke_broker(addr, cmd, None).await?;
+        let resp = expect_code(addr, resp, &[ResponseCode::Success])?;
+        Ok(resp.version)
+    }
+
+    /// HEART_BEAT to every known master. Errors are logged; the first one is returned after
+    /// every broker was tried.
+    pub async fn heartbeat_all(&self) -> Result<()> {
+        let has_groups = !self.inner.producer_groups.lock().is_empty()
+            || !self.inner.consumers.lock().is_empty();
+        if !has_groups {
+            return Ok(());
+        }
+        let mut first_err = None;
+        for addr in self.known_masters() {
+            if let Err(e) = self.heartbeat(&addr).await {
+                warn!(broker = %addr, error = %e, "heartbeat failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// UNREGISTER_CLIENT for a group on every known master (best effort).
+    pub async fn unregister(&self, producer_group: Option<&str>, consumer_group: Option<&str>) {
+        for addr in self.known_masters() {
+            let mut ext = ExtFields::new();
+            ext.insert("clientID", self.client_id());
+            if let Some(g) = producer_group {
+                ext.insert("producerGroup", g);
+            }
+            if let Some(g) = consumer_group {
+                ext.insert("consumerGroup", g);
+            }
+            let cmd = RemotingCommand::request(RequestCode::UnregisterClient, ext);
+            if let Err(e) = self.invoke_broker(&addr, cmd, None).await {
+                warn!(broker = %addr, error = %e, "unregister failed");
+            }
+        }
+    }
+
+    /// Unregisters every group, stops background tasks and closes all connections.
+    pub async fn shutdown(&self) {
+        if self.inner.cancel.is_cancelled() {
+            return;
+        }
+        let producers: Vec<String> = self.inner.producer_groups.lock().iter().cloned().collect();
+        let consumers: Vec<String> = self.inner.consumers.lock().keys().cloned().collect();
+        for g in &producers {
+            self.unregister(Some(g), None).await;
+        }
+        for g in &consumers {
+            self.unregister(None, Some(g)).await;
+        }
+        self.inner.cancel.cancel();
+        for t in self.inner.tasks.lock().drain(..) {
+            t.abort();
+        }
+        self.inner.remoting.close_all().await;
+        info!(client_id = %self.client_id(), "client shut down");
+    }
+}

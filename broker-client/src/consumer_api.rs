@@ -1,0 +1,482 @@
+//! Consumer primitives on `MQClient`: pull, offsets, consumer lists, queue locks, send-back,
+//! view and query. The gateway's lock table and the high-level pull consumer build on these.
+
+use std::time::Duration;
+
+use rmq_remoting::body::{
+    self, ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, MessageQueue,
+};
+use rmq_remoting::message::{self, keys, MessageExt, OffsetMsgId, TagFilter};
+use rmq_remoting::{ExtFields, HeaderError, RemotingCommand, RequestCode, ResponseCode};
+
+use crate::client::MQClient;
+use crate::error::{ClientError, Result};
+use crate::remoting_client::expect_code;
+
+/// Pull flags (spec 16.1).
+pub mod pull_flag {
+    pub const COMMIT_OFFSET: i32 = 0x1;
+    pub const SUSPEND: i32 = 0x2;
+    pub const SUBSCRIPTION: i32 = 0x4;
+}
+
+/// How a pull ended (spec 16.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    /// Messages found (possibly all filtered out client-side).
+    Found,
+    /// Nothing new at this offset.
+    NoNewMsg,
+    /// Messages existed but none matched the filter; pull again from `next_begin_offset`.
+    NoMatchedMsg,
+    /// The offset was invalid; `next_begin_offset` is the corrected one.
+    OffsetIllegal,
+}
+
+#[derive(Debug, Clone)]
+pub struct PullResult {
+    pub status: PullStatus,
+    pub next_begin_offset: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+    pub suggest_which_broker_id: i64,
+    /// Decoded messages that passed the client-side tag re-check.
+    pub messages: Vec<MessageExt>,
+}
+
+/// One pull of one queue.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    pub group: String,
+    pub offset: i64,
+    pub max_msgs: i32,
+    /// TAG expression (`*`, `A || B`).
+    pub expression: String,
+    /// Long polling: the broker holds the request up to this long when nothing is there.
+    pub suspend: Option<Duration>,
+    /// Piggy-back a committed offset on the pull.
+    pub commit_offset: Option<i64>,
+}
+
+impl PullRequest {
+    pub fn new(group: impl Into<String>, offset: i64) -> Self {
+        PullRequest {
+            group: group.into(),
+            offset,
+            max_msgs: 32,
+            expression: "*".into(),
+            suspend: None,
+            commit_offset: None,
+        }
+    }
+}
+
+fn header_i64(resp: &RemotingCommand, k: &'static str) -> Result<i64> {
+    let v = resp.ext(k).ok_or(HeaderError::Missing(k))?;
+    v.parse().map_err(|_| {
+        ClientError::Header(HeaderError::Invalid {
+            field: k,
+            value: v.to_owned(),
+        })
+    })
+}
+
+fn ext<const N: usize>(pairs: [(&str, String); N]) -> ExtFields {
+    let mut e = ExtFields::with_capacity(N);
+    for (k, v) in pairs {
+        e.insert(k, v);
+    }
+    e
+}
+
+/// Broker holds beyond `suspend` until its next 5 s wake-up (fixtures README 7.1.7).
+const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
+
+impl MQClient {
+    /// The master address of the broker that hosts `mq`.
+    pub async fn broker_addr_for(&self, mq: &MessageQueue) -> Result<String> {
+        if let Some(a) = self.master_addr(&mq.broker_name) {
+            return Ok(a);
+        }
+        let route = self.route(&mq.topic).await?;
+        route
+            .master_addr(&mq.broker_name)
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))
+    }
+
+    /// PULL_MESSAGE for one queue (spec 11.3.1, 16).
+    pub async fn pull(&self, mq: &MessageQueue, req: &PullRequest) -> Result<PullResult> {
+        let addr = self.broker_addr_for(mq).await?;
+        let filter = TagFilter::parse(&req.expression);
+        let mut sys = pull_flag::SUBSCRIPTION;
+        if req.suspend.is_some() {
+            sys |= pull_flag::SUSPEND;
+        }
+        if req.commit_offset.is_some() {
+            sys |= pull_flag::COMMIT_OFFSET;
+        }
+        let suspend = req.suspend.unwrap_or_default();
+        let e = ext([
+            ("consumerGroup", req.group.clone()),
+            ("topic", mq.topic.clone()),
+            ("queueId", mq.queue_id.to_string()),
+            ("queueOffset", req.offset.to_string()),
+            ("maxMsgNums", req.max_msgs.to_string()),
+            ("sysFlag", sys.to_string()),
+            ("commitOffset", req.commit_offset.unwrap_or(0).to_string()),
+            (
+                "suspendTimeoutMillis",
+                (suspend.as_millis() as i64).to_string(),
+            ),
+            ("subscription", filter.expression()),
+            ("subVersion", "0".into()),
+            ("expressionType", "TAG".into()),
+            ("bname", mq.broker_name.clone()),
+        ]);
+        let cmd = RemotingCommand::request(RequestCode::PullMessage, e);
+        let timeout = if req.suspend.is_some() {
+            suspend + LONG_POLL_SLACK
+        } else {
+            self.config().request_timeout
+        };
+        let resp = self.invoke_broker(&addr, cmd, Some(timeout)).await?;
+        let status = match resp.response_code() {
+            ResponseCode::Success => PullStatus::Found,
+            ResponseCode::PullNotFound => PullStatus::NoNewMsg,
+            ResponseCode::PullRetryImmediately => PullStatus::NoMatchedMsg,
+            ResponseCode::PullOffsetMoved => PullStatus::OffsetIllegal,
+            code => {
+                if code == ResponseCode::TopicNotExist {
+                    self.invalidate_route(&mq.topic);
+                }
+                return Err(ClientError::Broker {
+                    addr,
+                    code,
+                    remark: resp.remark,
+                });
+            }
+        };
+        let mut messages = if status == PullStatus::Found {
+            message::decode_messages(&resp.body)?
+        } else {
+            Vec::new()
+        };
+        // The broker filters by hash; hashes collide, so re-check the strings.
+        messages.retain(|m| filter.matches(m.tags()));
+        Ok(PullResult {
+            status,
+            next_begin_offset: header_i64(&resp, "nextBeginOffset")?,
+            min_offset: header_i64(&resp, "minOffset")?,
+            max_offset: header_i64(&resp, "maxOffset")?,
+            suggest_which_broker_id: header_i64(&resp, "suggestWhichBrokerId").unwrap_or(0),
+            messages,
+        })
+    }
+
+    /// The group's committed offset of `mq`; `None` when the broker has none.
+    pub async fn query_consumer_offset(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+    ) -> Result<Option<i64>> {
+        let addr = self.broker_addr_for(mq).await?;
+        let e = ext([
+            ("consumerGroup", group.to_owned()),
+            ("topic", mq.topic.clone()),
+            ("queueId", mq.queue_id.to_string()),
+            ("bname", mq.broker_name.clone()),
+        ]);
+        let cmd = RemotingCommand::request(RequestCode::QueryConsumerOffset, e);
+        let resp = self.invoke_broker(&addr, cmd, None).await?;
+        match resp.response_code() {
+            ResponseCode::Success => Ok(Some(header_i64(&resp, "offset")?)),
+            ResponseCode::QueryNotFound => Ok(None),
+            code => Err(ClientError::Broker {
+                addr,
+                code,
+                remark: resp.remark,
+            }),
+        }
+    }
+
+    /// Commits `offset` (the next offset to consume) for the group.
+    pub async fn update_consumer_offset(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        offset: i64,
+        oneway: bool,
+    ) -> Result<()> {
+        let addr = self.broker_addr_for(mq).await?;
+        let e = ext([
+            ("consumerGroup", group.to_owned()),
+            ("topic", mq.topic.clone()),
+            ("queueId", mq.queue_id.to_string()),
+            ("commitOffset", offset.to_string()),
+            ("bname", mq.broker_name.clone()),
+        ]);
+        let cmd = RemotingCommand::request(RequestCode::UpdateConsumerOffset, e);
+        if oneway {
+            return self.invoke_broker_oneway(&addr, cmd).await;
+        }
+        let resp = self.invoke_broker(&addr, cmd, None).await?;
+        expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
+    }
+
+    async fn queue_offset_request(
+        &self,
+        code: RequestCode,
+        mq: &MessageQueue,
+        extra: Option<(&str, String)>,
+        field: &'static str,
+    ) -> Result<i64> {
+        let addr = self.broker_addr_for(mq).await?;
+        let mut e = ext([
+            ("topic", mq.topic.clone()),
+            ("queueId", mq.queue_id.to_string()),
+            ("bname", mq.broker_name.clone()),
+        ]);
+        if let Some((k, v)) = extra {
+            e.insert(k, v);
+        }
+        let resp = self
+            .invoke_broker(&addr, RemotingCommand::request(code, e), None)
+            .await?;
+        let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
+        header_i64(&resp, field)
+    }
+
+    /// One past the last message of the queue.
+    pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        self.queue_offset_request(RequestCode::GetMaxOffset, mq, None, "offset")
+            .await
+    }
+
+    pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        self.queue_offset_request(RequestCode::GetMinOffset, mq, None, "offset")
+            .await
+    }
+
+    /// The offset whose store time is nearest `timestamp_ms` (4.9.8 semantics, fixtures 7.1.4).
+    pub async fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> Result<i64> {
+        self.queue_offset_request(
+            RequestCode::SearchOffsetByTimestamp,
+            mq,
+            Some(("timestamp", timestamp_ms.to_string())),
+            "offset",
+        )
+        .await
+    }
+
+    pub async fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<i64> {
+        self.queue_offset_request(RequestCode::GetEarliestMsgStoretime, mq, None, "timestamp")
+            .await
+    }
+
+    /// Client ids of the group's live consumers as a broker sees them (sorted). A broker answers
+    /// SYSTEM_ERROR "no consumer" for an empty group; that is an empty list here.
+    pub async fn consumer_ids(&self, group: &str, broker_addr: &str) -> Result<Vec<String>> {
+        let e = ext([("consumerGroup", group.to_owned())]);
+        let cmd = RemotingCommand::request(RequestCode::GetConsumerListByGroup, e);
+        let resp = self.invoke_broker(broker_addr, cmd, None).await?;
+        match resp.response_code() {
+            ResponseCode::Success => {
+                let mut ids = body::from_json::<ConsumerListBody>(&resp.body)?.consumer_id_list;
+                ids.sort();
+                Ok(ids)
+            }
+            ResponseCode::SystemError
+                if resp
+                    .remark
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("no consumer")) =>
+            {
+                Ok(Vec::new())
+            }
+            code => Err(ClientError::Broker {
+                addr: broker_addr.to_owned(),
+                code,
+                remark: resp.remark,
+            }),
+        }
+    }
+
+    /// LOCK_BATCH_MQ on the master of `broker_name`: returns the queues the broker granted.
+    pub async fn lock_batch(
+        &self,
+        group: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+    ) -> Result<Vec<MessageQueue>> {
+        self.lock_batch_as(group, &self.client_id(), broker_name, mqs)
+            .await
+    }
+
+    /// LOCK_BATCH_MQ under an explicit client id (the gateway locks per HTTP consumer).
+    pub async fn lock_batch_as(
+        &self,
+        group: &str,
+        client_id: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+    ) -> Result<Vec<MessageQueue>> {
+        let addr = self.master_for_broker(broker_name, mqs).await?;
+        let b = LockBatchRequestBody {
+            client_id: client_id.to_owned(),
+            consumer_group: group.to_owned(),
+            mq_set: mqs.to_vec(),
+            only_this_broker: None,
+        };
+        let cmd = RemotingCommand::request(RequestCode::LockBatchMq, ExtFields::new())
+            .with_body(body::to_json(&b));
+        let resp = self.invoke_broker(&addr, cmd, None).await?;
+        let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
+        Ok(body::from_json::<LockBatchResponseBody>(&resp.body)?.lock_ok_mq_set)
+    }
+
+    /// UNLOCK_BATCH_MQ; only queues held by `client_id` are released by the broker.
+    pub async fn unlock_batch_as(
+        &self,
+        group: &str,
+        client_id: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+        oneway: bool,
+    ) -> Result<()> {
+        let addr = self.master_for_broker(broker_name, mqs).await?;
+        let b = LockBatchRequestBody {
+            client_id: client_id.to_owned(),
+            consumer_group: group.to_owned(),
+            mq_set: mqs.to_vec(),
+            only_this_broker: None,
+        };
+        let cmd = RemotingCommand::request(RequestCode::UnlockBatchMq, ExtFields::new())
+            .with_body(body::to_json(&b));
+        if oneway {
+            return self.invoke_broker_oneway(&addr, cmd).await;
+        }
+        let resp = self.invoke_broker(&addr, cmd, None).await?;
+        expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
+    }
+
+    pub async fn unlock_batch(
+        &self,
+        group: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+        oneway: bool,
+    ) -> Result<()> {
+        self.unlock_batch_as(group, &self.client_id(), broker_name, mqs, oneway)
+            .await
+    }
+
+    async fn master_for_broker(&self, broker_name: &str, mqs: &[MessageQueue]) -> Result<String> {
+        if let Some(a) = self.master_addr(broker_name) {
+            return Ok(a);
+        }
+        match mqs.first() {
+            Some(mq) => self.broker_addr_for(mq).await,
+            None => Err(ClientError::NoBrokerAddress(broker_name.to_owned())),
+        }
+    }
+
+    /// CONSUMER_SEND_MSG_BACK: hands a message the consumer failed on back to the broker, which
+    /// stores it in `%RETRY%group` (or the DLQ after `max_reconsume_times`).
+    /// `delay_level` 0 lets the broker choose (3 + reconsume times); negative goes to the DLQ.
+    pub async fn send_back(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        delay_level: i32,
+        max_reconsume_times: i32,
+        broker_name: Option<&str>,
+    ) -> Result<()> {
+        let addr = match broker_name.and_then(|b| self.master_addr(b)) {
+            Some(a) => a,
+            None => msg.store_host.to_string(),
+        };
+        let mut e = ext([
+            ("offset", msg.commit_log_offset.to_string()),
+            ("group", group.to_owned()),
+            ("delayLevel", delay_level.to_string()),
+            ("originMsgId", msg.msg_id()),
+            ("originTopic", msg.original_topic().to_owned()),
+            ("unitMode", "false".into()),
+            ("maxReconsumeTimes", max_reconsume_times.to_string()),
+        ]);
+        if let Some(b) = broker_name {
+            e.insert("bname", b);
+        }
+        let cmd = RemotingCommand::request(RequestCode::ConsumerSendMsgBack, e);
+        let resp = self.invoke_broker(&addr, cmd, None).await?;
+        expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
+    }
+
+    /// VIEW_MESSAGE_BY_ID with an offset message id (store host + commit-log offset).
+    pub async fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
+        let id = OffsetMsgId::decode(offset_msg_id)?;
+        let addr = id.store_host.to_string();
+        let e = ext([("offset", id.commit_log_offset.to_string())]);
+        let cmd = RemotingCommand::request(RequestCode::ViewMessageById, e);
+        let resp = self.invoke_broker(&addr, cmd, None).await?;
+        let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
+        message::decode_messages(&resp.body)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::InvalidArgument(format!("no message at {offset_msg_id}")))
+    }
+
+    /// QUERY_MESSAGE by key (or by `UNIQ_KEY` when `unique`) on every master of the topic,
+    /// filtered client-side as the index is hash based (spec 11.3.7).
+    pub async fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        unique: bool,
+        max: i32,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<MessageExt>> {
+        let route = self.route(topic).await?;
+        let mut out = Vec::new();
+        let masters = route.master_addrs();
+        for addr in &masters {
+            let e = ext([
+                ("topic", topic.to_owned()),
+                ("key", key.to_owned()),
+                ("maxNum", max.to_string()),
+                ("beginTimestamp", begin_ms.to_string()),
+                ("endTimestamp", end_ms.to_string()),
+                ("_UNIQUE_KEY_QUERY", unique.to_string()),
+            ]);
+            let cmd = RemotingCommand::request(RequestCode::QueryMessage, e);
+            let resp = self.invoke_broker(addr, cmd, None).await?;
+            match resp.response_code() {
+                ResponseCode::Success => {
+                    for m in message::decode_messages(&resp.body)? {
+                        let hit = if unique {
+                            m.properties.get(keys::UNIQ_KEY) == Some(key)
+                        } else {
+                            m.keys().any(|k| k == key)
+                        };
+                        if hit && m.topic == topic {
+                            out.push(m);
+                        }
+                    }
+                }
+                ResponseCode::QueryNotFound => {}
+                code => {
+                    return Err(ClientError::Broker {
+                        addr: addr.clone(),
+                        code,
+                        remark: resp.remark,
+                    })
+                }
+            }
+        }
+        out.sort_by_key(|m| (m.store_timestamp, m.commit_log_offset));
+        out.dedup_by_key(|m| (m.store_host, m.commit_log_offset));
+        Ok(out)
+    }
+}

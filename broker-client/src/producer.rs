@@ -1,0 +1,659 @@
+//! The producer: queue selection, ids, compression, delay/timer properties, size checks,
+//! retries on another broker, batches.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rmq_remoting::body::MessageQueue;
+use rmq_remoting::message::{
+    self, compress, java_string_hash, keys, sys_flag, BatchItem, Properties, UniqIdGenerator,
+};
+use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use tracing::{debug, warn};
+
+use crate::client::{MQClient, VERSION_5_0_0};
+use crate::error::{ClientError, Result};
+use crate::route::TopicRoute;
+
+/// The topic brokers auto-create new topics from.
+pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+/// Highest delay level of the default broker configuration (1s ... 2h).
+pub const MAX_DELAY_LEVEL: u8 = 18;
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    pub topic: String,
+    pub body: Bytes,
+    pub tags: Option<String>,
+    /// Business keys, indexed by the broker for QUERY_MESSAGE.
+    pub keys: Vec<String>,
+    /// User properties.
+    pub properties: Properties,
+    /// Application flag, opaque to RocketMQ.
+    pub flag: i32,
+    /// Delay level 1-18 (broker's `messageDelayLevel`).
+    pub delay_level: Option<u8>,
+    /// Deliver at this time (ms since the epoch); 5.x brokers only.
+    pub deliver_at_ms: Option<i64>,
+}
+
+impl Message {
+    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Message {
+            topic: topic.into(),
+            body: body.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    pub fn with_keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn with_property(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.properties.insert(k, v);
+        self
+    }
+
+    pub fn with_delay_level(mut self, level: u8) -> Self {
+        self.delay_level = Some(level);
+        self
+    }
+
+    pub fn with_deliver_at(mut self, ms: i64) -> Self {
+        self.deliver_at_ms = Some(ms);
+        self
+    }
+}
+
+/// How to pick the queue of a send.
+#[derive(Debug, Clone)]
+pub enum QueueSelector {
+    /// Round robin over writable queues; a failed attempt moves to another broker.
+    RoundRobin,
+    /// Java's `SelectMessageQueueByHash`: `|hash(key)| % queues`. The same key lands on the same
+    /// queue while the route is unchanged (MQ-Proxy's orderId).
+    Key(String),
+    Queue(MessageQueue),
+}
+
+/// The broker's verdict on a stored message (codes 0, 10, 11, 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    SendOk,
+    FlushDiskTimeout,
+    FlushSlaveTimeout,
+    SlaveNotAvailable,
+}
+
+impl SendStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendStatus::SendOk => "SEND_OK",
+            SendStatus::FlushDiskTimeout => "FLUSH_DISK_TIMEOUT",
+            SendStatus::FlushSlaveTimeout => "FLUSH_SLAVE_TIMEOUT",
+            SendStatus::SlaveNotAvailable => "SLAVE_NOT_AVAILABLE",
+        }
+    }
+}
+
+/// What a successful send returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    pub status: SendStatus,
+    /// The client unique id (`UNIQ_KEY`); comma-joined for a batch.
+    pub msg_id: String,
+    /// The broker's offset id; comma-joined for a batch.
+    pub offset_msg_id: String,
+    pub queue: MessageQueue,
+    /// Offset of the (first) message in its queue.
+    pub queue_offset: i64,
+    pub region_id: Option<String>,
+    pub transaction_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub group: String,
+    /// Time budget of one send, retries included (Java: 3 s).
+    pub send_timeout: Duration,
+    /// Extra attempts after a failure (Java: 2).
+    pub retries: u32,
+    /// Bodies at least this long are zlib-compressed (Java: 4 KiB). Never batches.
+    pub compress_over: usize,
+    /// Largest body (or batch) accepted (Java and broker default: 4 MiB).
+    pub max_message_size: usize,
+    /// Queues of a topic the broker auto-creates on first send.
+    pub default_topic_queue_nums: i32,
+    /// Send to `TBW102`'s brokers when the topic has no route, so the broker creates it.
+    pub auto_create_topic: bool,
+}
+
+impl ProducerConfig {
+    pub fn new(group: impl Into<String>) -> Self {
+        ProducerConfig {
+            group: group.into(),
+            send_timeout: Duration::from_secs(3),
+            retries: 2,
+            compress_over: 4096,
+            max_message_size: 4 * 1024 * 1024,
+            default_topic_queue_nums: 4,
+            auto_create_topic: true,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Producer {
+    client: MQClient,
+    config: Arc<ProducerConfig>,
+    next_queue: Arc<AtomicUsize>,
+    ids: Arc<Mutex<UniqIdGenerator>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Send codes after which Java tries another broker (spec 11.2.6, both lines' sets).
+fn retryable(code: ResponseCode) -> bool {
+    matches!(
+        code,
+        ResponseCode::TopicNotExist
+            | ResponseCode::ServiceNotAvailable
+            | ResponseCode::SystemError
+            | ResponseCode::NoPermission
+            | ResponseCode::NoBuyerId
+            | ResponseCode::NotInCurrentUnit
+            | ResponseCode::SystemBusy
+            | ResponseCode::GoAway
+    )
+}
+
+impl Producer {
+    pub fn new(client: MQClient, config: ProducerConfig) -> Self {
+        client.register_producer(&config.group);
+        let ip: IpAddr = client
+            .config()
+            .client_ip
+            .parse()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let random = (now_ms() as i32) ^ (std::process::id() as i32).rotate_left(16);
+        Producer {
+            client,
+            config: Arc::new(config),
+            next_queue: Arc::new(AtomicUsize::new(0)),
+            ids: Arc::new(Mutex::new(UniqIdGenerator::new(
+                ip,
+                std::process::id(),
+                random,
+            ))),
+        }
+    }
+
+    pub fn client(&self) -> &MQClient {
+        &self.client
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
+    /// A fresh client unique id.
+    pub fn new_msg_id(&self) -> String {
+        self.ids.lock().next_id(now_ms())
+    }
+
+    fn validate(&self, msg: &Message) -> Result<()> {
+        validate_topic(&msg.topic)?;
+        if msg.body.is_empty() {
+            return Err(ClientError::InvalidArgument("message body is empty".into()));
+        }
+        if msg.body.len() > self.config.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                size: msg.body.len(),
+                max: self.config.max_message_size,
+            });
+        }
+        if let Some(l) = msg.delay_level {
+            if l == 0 || l > MAX_DELAY_LEVEL {
+                return Err(ClientError::InvalidArgument(format!(
+                    "delay level {l} is outside 1..={MAX_DELAY_LEVEL}"
+                )));
+            }
+        }
+        if msg.delay_level.is_some() && msg.deliver_at_ms.is_some() {
+            return Err(ClientError::InvalidArgument(
+                "a message takes a delay level or a delivery time, not both".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The properties a message travels with: user properties, then TAGS, KEYS, DELAY or
+    /// TIMER_DELIVER_MS, WAIT and UNIQ_KEY.
+    fn wire_properties(&self, msg: &Message, uniq: &str) -> Result<Properties> {
+        let mut p = msg.properties.clone();
+        if let Some(t) = msg.tags.as_deref().filter(|t| !t.is_empty()) {
+            p.insert(keys::TAGS, t);
+        }
+        if !msg.keys.is_empty() {
+            p.insert(keys::KEYS, msg.keys.join(" "));
+        }
+        if let Some(l) = msg.delay_level {
+            p.insert(keys::DELAY, l.to_string());
+        }
+        if let Some(at) = msg.deliver_at_ms {
+            p.insert(keys::TIMER_DELIVER_MS, at.to_string());
+        }
+        p.insert(keys::WAIT, "true");
+        p.insert(keys::UNIQ_KEY, uniq);
+        Ok(p)
+    }
+
+    /// Sends one message synchronously, round robin.
+    pub async fn send(&self, msg: Message) -> Result<SendResult> {
+        self.send_with(msg, QueueSelector::RoundRobin).await
+    }
+
+    /// Sends one message to the queue `selector` picks, retrying as configured.
+    pub async fn send_with(&self, msg: Message, selector: QueueSelector) -> Result<SendResult> {
+        self.validate(&msg)?;
+        let uniq = self.new_msg_id();
+        let props = self.wire_properties(&msg, &uniq)?;
+        let props_text = props.encode_checked()?;
+        let (body, sys) = if msg.body.len() >= self.config.compress_over {
+            let z = compress::zlib_compress(&msg.body);
+            (
+                Bytes::from(z),
+                sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB,
+            )
+        } else {
+            (msg.body.clone(), 0)
+        };
+        let req = SendRequest {
+            topic: &msg.topic,
+            body,
+            sys_flag: sys,
+            flag: msg.flag,
+            properties: props_text,
+            batch: false,
+            uniq_ids: uniq,
+            needs_timer: msg.deliver_at_ms.is_some(),
+        };
+        self.send_request(req, selector).await
+    }
+
+    /// Sends several messages of one topic in one SEND_BATCH_MESSAGE (one queue, consecutive
+    /// offsets). No delay levels or timers; never compressed (as in Java).
+    pub async fn send_batch(
+        &self,
+        msgs: Vec<Message>,
+        selector: QueueSelector,
+    ) -> Result<SendResult> {
+        let Some(first) = msgs.first() else {
+            return Err(ClientError::InvalidArgument("empty batch".into()));
+        };
+        let topic = first.topic.clone();
+        if topic.starts_with("%RETRY%") {
+            return Err(ClientError::InvalidArgument(
+                "batches cannot go to a retry topic".into(),
+            ));
+        }
+        let mut items = Vec::with_capacity(msgs.len());
+        let mut ids = Vec::with_capacity(msgs.len());
+        for m in &msgs {
+            self.validate(m)?;
+            if m.topic != topic {
+                return Err(ClientError::InvalidArgument(
+                    "all messages of a batch must have the same topic".into(),
+                ));
+            }
+            if m.delay_level.is_some() || m.deliver_at_ms.is_some() {
+                return Err(ClientError::InvalidArgument(
+                    "batched messages cannot be delayed".into(),
+                ));
+            }
+            let uniq = self.new_msg_id();
+            items.push(BatchItem::new(
+                m.flag,
+                m.body.clone(),
+                self.wire_properties(m, &uniq)?,
+            ));
+            ids.push(uniq);
+        }
+        let body = message::encode_batch(&items)?;
+        if body.len() > self.config.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                size: body.len(),
+                max: self.config.max_message_size,
+            });
+        }
+        let mut envelope = Properties::new();
+        envelope.insert(keys::WAIT, "true");
+        let req = SendRequest {
+            topic: &topic,
+            body,
+            sys_flag: 0,
+            flag: 0,
+            properties: envelope.encode(),
+            batch: true,
+            uniq_ids: ids.join(","),
+            needs_timer: false,
+        };
+        self.send_request(req, selector).await
+    }
+
+    /// Sends one message one-way: no answer, no retry, no result.
+    pub async fn send_oneway(&self, msg: Message) -> Result<()> {
+        self.validate(&msg)?;
+        let uniq = self.new_msg_id();
+        let props = self.wire_properties(&msg, &uniq)?.encode_checked()?;
+        let route = self.route_for_send(&msg.topic).await?;
+        let queue = self.pick(&route, &QueueSelector::RoundRobin, None)?;
+        let addr = self.addr_of(&route, &queue)?;
+        let (body, sys) = if msg.body.len() >= self.config.compress_over {
+            (
+                Bytes::from(compress::zlib_compress(&msg.body)),
+                sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB,
+            )
+        } else {
+            (msg.body.clone(), 0)
+        };
+        let cmd = self.build_command(&queue, &msg.topic, body, sys, msg.flag, props, false);
+        self.client.invoke_broker_oneway(&addr, cmd).await
+    }
+
+    async fn route_for_send(&self, topic: &str) -> Result<Arc<TopicRoute>> {
+        match self.client.route(topic).await {
+            Ok(r) if !r.publish_queues.is_empty() => Ok(r),
+            Ok(_) => Err(ClientError::NoWritableQueue(topic.to_owned())),
+            Err(ClientError::TopicNotExist(_)) if self.config.auto_create_topic => {
+                // The broker creates the topic from TBW102 on first send (spec 20.1).
+                let tbw = self
+                    .client
+                    .route(AUTO_CREATE_TOPIC_KEY)
+                    .await
+                    .map_err(|e| match e {
+                        ClientError::TopicNotExist(_) => {
+                            ClientError::TopicNotExist(topic.to_owned())
+                        }
+                        e => e,
+                    })?;
+                let n = self.config.default_topic_queue_nums.max(1);
+                let mut data = tbw.data.clone();
+                for qd in &mut data.queue_datas {
+                    qd.write_queue_nums = qd.write_queue_nums.min(n);
+                    qd.read_queue_nums = qd.read_queue_nums.min(n);
+                }
+                Ok(Arc::new(TopicRoute::new(topic, data)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn pick(
+        &self,
+        route: &TopicRoute,
+        selector: &QueueSelector,
+        avoid_broker: Option<&str>,
+    ) -> Result<MessageQueue> {
+        let queues = &route.publish_queues;
+        if queues.is_empty() {
+            return Err(ClientError::NoWritableQueue(route.topic.clone()));
+        }
+        match selector {
+            QueueSelector::Queue(q) => Ok(q.clone()),
+            QueueSelector::Key(k) => {
+                let h = java_string_hash(k).unsigned_abs() as usize;
+                Ok(queues[h % queues.len()].clone())
+            }
+            QueueSelector::RoundRobin => {
+                let start = self.next_queue.fetch_add(1, Ordering::Relaxed);
+                if let Some(avoid) = avoid_broker {
+                    for i in 0..queues.len() {
+                        let q = &queues[(start + i) % queues.len()];
+                        if q.broker_name != avoid {
+                            return Ok(q.clone());
+                        }
+                    }
+                }
+                Ok(queues[start % queues.len()].clone())
+            }
+        }
+    }
+
+    fn addr_of(&self, route: &TopicRoute, q: &MessageQueue) -> Result<String> {
+        route
+            .master_addr(&q.broker_name)
+            .map(str::to_owned)
+            .or_else(|| self.client.master_addr(&q.broker_name))
+            .ok_or_else(|| ClientError::NoBrokerAddress(q.broker_name.clone()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_command(
+        &self,
+        queue: &MessageQueue,
+        topic: &str,
+        body: Bytes,
+        sys: i32,
+        flag: i32,
+        properties: String,
+        batch: bool,
+    ) -> RemotingCommand {
+        let mut ext = ExtFields::with_capacity(13);
+        ext.insert("a", self.config.group.as_str());
+        ext.insert("b", topic);
+        ext.insert("c", AUTO_CREATE_TOPIC_KEY);
+        ext.insert("d", self.config.default_topic_queue_nums.to_string());
+        ext.insert("e", queue.queue_id.to_string());
+        ext.insert("f", sys.to_string());
+        ext.insert("g", now_ms().to_string());
+        ext.insert("h", flag.to_string());
+        ext.insert("i", properties);
+        ext.insert("j", "0");
+        ext.insert("k", "false");
+        ext.insert("m", if batch { "true" } else { "false" });
+        ext.insert("n", queue.broker_name.as_str());
+        let code = if batch {
+            RequestCode::SendBatchMessage
+        } else {
+            RequestCode::SendMessageV2
+        };
+        RemotingCommand::request(code, ext).with_body(body)
+    }
+
+    async fn send_request(
+        &self,
+        req: SendRequest<'_>,
+        selector: QueueSelector,
+    ) -> Result<SendResult> {
+        let deadline = Instant::now() + self.config.send_timeout;
+        let attempts = 1 + self.config.retries;
+        let mut last_err: Option<ClientError> = None;
+        let mut failed_broker: Option<String> = None;
+        for attempt in 0..attempts {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let route = match self.route_for_send(req.topic).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            let queue = self.pick(&route, &selector, failed_broker.as_deref())?;
+            let addr = self.addr_of(&route, &queue)?;
+            if req.needs_timer {
+                self.check_timer_support(&addr).await?;
+            }
+            let cmd = self.build_command(
+                &queue,
+                req.topic,
+                req.body.clone(),
+                req.sys_flag,
+                req.flag,
+                req.properties.clone(),
+                req.batch,
+            );
+            match self.client.invoke_broker(&addr, cmd, Some(remaining)).await {
+                Ok(resp) => match send_result(&addr, resp, &queue, &req.uniq_ids) {
+                    Ok(r) => return Ok(r),
+                    Err(e) => {
+                        let code = e.response_code();
+                        if code == Some(ResponseCode::TopicNotExist) {
+                            self.client.invalidate_route(req.topic);
+                        }
+                        if !code.is_some_and(retryable) {
+                            return Err(e);
+                        }
+                        debug!(attempt, broker = %addr, error = %e, "send failed, retrying");
+                        last_err = Some(e);
+                    }
+                },
+                Err(e) if e.is_transport() => {
+                    warn!(attempt, broker = %addr, error = %e, "send failed, retrying");
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+            failed_broker = Some(queue.broker_name.clone());
+        }
+        Err(last_err.unwrap_or(ClientError::Timeout {
+            addr: String::new(),
+            code: RequestCode::SendMessageV2.as_i32(),
+            timeout: self.config.send_timeout,
+        }))
+    }
+
+    async fn check_timer_support(&self, addr: &str) -> Result<()> {
+        let version = match self.client.broker_version(addr) {
+            Some(v) => v,
+            None => self.client.heartbeat(addr).await?,
+        };
+        if version < VERSION_5_0_0 {
+            return Err(ClientError::NotSupported(format!(
+                "broker {addr} (version ordinal {version}) predates 5.0 and would deliver a timer \
+                 message at once; use a delay level"
+            )));
+        }
+        Ok(())
+    }
+}
+
+struct SendRequest<'a> {
+    topic: &'a str,
+    body: Bytes,
+    sys_flag: i32,
+    flag: i32,
+    properties: String,
+    batch: bool,
+    uniq_ids: String,
+    needs_timer: bool,
+}
+
+fn send_result(
+    addr: &str,
+    resp: RemotingCommand,
+    queue: &MessageQueue,
+    uniq_ids: &str,
+) -> Result<SendResult> {
+    let status = match resp.response_code() {
+        ResponseCode::Success => SendStatus::SendOk,
+        ResponseCode::FlushDiskTimeout => SendStatus::FlushDiskTimeout,
+        ResponseCode::FlushSlaveTimeout => SendStatus::FlushSlaveTimeout,
+        ResponseCode::SlaveNotAvailable => SendStatus::SlaveNotAvailable,
+        code => {
+            return Err(ClientError::Broker {
+                addr: addr.to_owned(),
+                code,
+                remark: resp.remark,
+            })
+        }
+    };
+    let field = |k: &'static str| -> Result<&str> {
+        resp.ext(k)
+            .ok_or(ClientError::Header(rmq_remoting::HeaderError::Missing(k)))
+    };
+    let parse = |k: &'static str| -> Result<i64> {
+        let v = field(k)?;
+        v.parse().map_err(|_| {
+            ClientError::Header(rmq_remoting::HeaderError::Invalid {
+                field: k,
+                value: v.to_owned(),
+            })
+        })
+    };
+    let queue_id = parse("queueId")? as i32;
+    Ok(SendResult {
+        status,
+        msg_id: uniq_ids.to_owned(),
+        offset_msg_id: field("msgId")?.to_owned(),
+        queue: MessageQueue::new(queue.topic.clone(), queue.broker_name.clone(), queue_id),
+        queue_offset: parse("queueOffset")?,
+        region_id: resp.ext(keys::MSG_REGION).map(str::to_owned),
+        transaction_id: resp.ext("transactionId").map(str::to_owned),
+    })
+}
+
+/// Topic names the broker accepts: `[%|a-zA-Z0-9_-]`, 1-127 characters (retry/DLQ up to 255).
+pub fn validate_topic(topic: &str) -> Result<()> {
+    let max = if topic.starts_with("%RETRY%") || topic.starts_with("%DLQ%") {
+        255
+    } else {
+        127
+    };
+    if topic.is_empty() || topic.len() > max {
+        return Err(ClientError::InvalidArgument(format!(
+            "topic name must be 1..={max} characters"
+        )));
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+    {
+        return Err(ClientError::InvalidArgument(format!(
+            "topic {topic:?} has characters outside [%|a-zA-Z0-9_-]"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_rules() {
+        assert!(validate_topic("Fixture_Topic-1").is_ok());
+        assert!(validate_topic("%RETRY%g").is_ok());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("a b").is_err());
+        assert!(validate_topic(&"x".repeat(128)).is_err());
+    }
+
+    #[test]
+    fn key_selection_matches_java_hash() {
+        // |hash("order-42")| % 4, as Java's SelectMessageQueueByHash computes it
+        let h = java_string_hash("order-42").unsigned_abs() as usize % 4;
+        assert!(h < 4);
+        assert_eq!(java_string_hash("TagA"), 2_598_919);
+    }
+}
