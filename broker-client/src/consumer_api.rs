@@ -326,7 +326,8 @@ impl MQClient {
             client_id: client_id.to_owned(),
             consumer_group: group.to_owned(),
             mq_set: mqs.to_vec(),
-            only_this_broker: None,
+            // 4.9 brokers ignore it; 5.x sends it and rocketmq-rust 1.0 refuses a body without it.
+            only_this_broker: Some(false),
         };
         let cmd = RemotingCommand::request(RequestCode::LockBatchMq, ExtFields::new())
             .with_body(body::to_json(&b));
@@ -349,7 +350,8 @@ impl MQClient {
             client_id: client_id.to_owned(),
             consumer_group: group.to_owned(),
             mq_set: mqs.to_vec(),
-            only_this_broker: None,
+            // 4.9 brokers ignore it; 5.x sends it and rocketmq-rust 1.0 refuses a body without it.
+            only_this_broker: Some(false),
         };
         let cmd = RemotingCommand::request(RequestCode::UnlockBatchMq, ExtFields::new())
             .with_body(body::to_json(&b));

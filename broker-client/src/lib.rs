@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod consumer;
 pub mod consumer_api;
 pub mod error;
 pub mod producer;
@@ -15,6 +16,7 @@ pub mod route;
 
 pub use client::MQClient;
 pub use config::ClientConfig;
+pub use consumer::{PullConsumer, PullConsumerConfig, StartFrom};
 pub use consumer_api::{PullRequest, PullResult, PullStatus};
 pub use error::{ClientError, Result};
 pub use producer::{Message, Producer, ProducerConfig, QueueSelector, SendResult, SendStatus};

@@ -1,0 +1,356 @@
+//! A small high-level pull consumer: queue allocation among the group's clients (clustering) or
+//! all queues (broadcast), start offsets from the broker, offsets committed back to the broker.
+//!
+//! `poll` hands out messages and moves the in-memory offsets past them; `commit` (also run by
+//! `shutdown`) stores those offsets in the broker, so a restarted consumer continues there.
+//! Broadcast consumers take every queue and commit under their own group name: give each
+//! broadcast instance a group of its own if they must not share progress.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use parking_lot::Mutex;
+use rmq_remoting::body::{
+    ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData,
+};
+use rmq_remoting::message::MessageExt;
+use tracing::{debug, warn};
+
+use crate::client::MQClient;
+use crate::consumer_api::{PullRequest, PullStatus};
+use crate::error::{ClientError, Result};
+
+/// Where a group with no committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+    /// Store time, ms since the epoch.
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct PullConsumerConfig {
+    pub group: String,
+    pub topic: String,
+    /// TAG expression.
+    pub expression: String,
+    pub model: MessageModel,
+    pub start_from: StartFrom,
+    pub max_msgs_per_pull: i32,
+    /// How long one `poll` may long-poll the broker when nothing is there.
+    pub long_poll: Duration,
+}
+
+impl PullConsumerConfig {
+    pub fn new(group: impl Into<String>, topic: impl Into<String>) -> Self {
+        PullConsumerConfig {
+            group: group.into(),
+            topic: topic.into(),
+            expression: "*".into(),
+            model: MessageModel::Clustering,
+            start_from: StartFrom::Earliest,
+            max_msgs_per_pull: 32,
+            long_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QueueState {
+    /// Next offset to pull.
+    next: i64,
+    /// Last offset stored in the broker.
+    committed: Option<i64>,
+}
+
+pub struct PullConsumer {
+    client: MQClient,
+    config: PullConsumerConfig,
+    queues: Mutex<BTreeMap<MessageQueue, QueueState>>,
+    cursor: Mutex<usize>,
+}
+
+/// Java's `AllocateMessageQueueAveragely` (spec 20.4): contiguous blocks, the first
+/// `n mod c` clients one queue more.
+pub fn allocate_averagely<'a>(
+    all: &'a [MessageQueue],
+    cids: &[String],
+    me: &str,
+) -> &'a [MessageQueue] {
+    let Some(i) = cids.iter().position(|c| c == me) else {
+        return &[];
+    };
+    let (n, c) = (all.len(), cids.len());
+    let m = n % c;
+    let size = if n <= c {
+        1
+    } else if i < m {
+        n / c + 1
+    } else {
+        n / c
+    };
+    let start = if i < m { i * size } else { i * size + m };
+    if start >= n {
+        return &[];
+    }
+    &all[start..start + size.min(n - start)]
+}
+
+impl PullConsumer {
+    /// Registers the group in heartbeats, heartbeats every broker of the topic and takes the
+    /// first allocation of queues.
+    pub async fn start(client: MQClient, config: PullConsumerConfig) -> Result<Self> {
+        let route = client.route(&config.topic).await?;
+        let consume_from = match config.start_from {
+            StartFrom::Earliest => ConsumeFromWhere::FirstOffset,
+            StartFrom::Latest => ConsumeFromWhere::LastOffset,
+            StartFrom::Timestamp(_) => ConsumeFromWhere::Timestamp,
+        };
+        client.register_consumer(ConsumerData {
+            consume_from_where: consume_from,
+            consume_type: ConsumeType::Actively,
+            group_name: config.group.clone(),
+            message_model: config.model,
+            subscription_data_set: vec![SubscriptionData::tags(
+                config.topic.clone(),
+                &config.expression,
+                0,
+            )],
+            unit_mode: false,
+        });
+        for addr in route.master_addrs() {
+            client.heartbeat(&addr).await?;
+        }
+        let c = PullConsumer {
+            client,
+            config,
+            queues: Mutex::new(BTreeMap::new()),
+            cursor: Mutex::new(0),
+        };
+        c.rebalance().await?;
+        Ok(c)
+    }
+
+    pub fn client(&self) -> &MQClient {
+        &self.client
+    }
+
+    /// The queues this consumer owns now.
+    pub fn assigned(&self) -> Vec<MessageQueue> {
+        self.queues.lock().keys().cloned().collect()
+    }
+
+    /// Recomputes which queues this client owns; commits the ones it gives up.
+    pub async fn rebalance(&self) -> Result<()> {
+        let route = self.client.route(&self.config.topic).await?;
+        let all = route.subscribe_queues.clone();
+        let mine: Vec<MessageQueue> = match self.config.model {
+            MessageModel::Broadcasting => all.clone(),
+            MessageModel::Clustering => {
+                let addr = route
+                    .master_addrs()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ClientError::NoBrokerAddress(self.config.topic.clone()))?;
+                let mut cids = self.client.consumer_ids(&self.config.group, &addr).await?;
+                let me = self.client.client_id();
+                if !cids.contains(&me) {
+                    // Our heartbeat has not been seen yet: count ourselves in.
+                    cids.push(me.clone());
+                    cids.sort();
+                }
+                allocate_averagely(&all, &cids, &me).to_vec()
+            }
+        };
+        let current: Vec<MessageQueue> = self.queues.lock().keys().cloned().collect();
+        for q in current.iter().filter(|q| !mine.contains(q)) {
+            self.commit_queue(q).await?;
+            self.queues.lock().remove(q);
+        }
+        for q in mine.iter().filter(|q| !current.contains(q)) {
+            let next = self.start_offset(q).await?;
+            debug!(queue = ?q, next, "queue assigned");
+            self.queues.lock().insert(
+                q.clone(),
+                QueueState {
+                    next,
+                    committed: Some(next),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn start_offset(&self, q: &MessageQueue) -> Result<i64> {
+        if let Some(o) = self
+            .client
+            .query_consumer_offset(&self.config.group, q)
+            .await?
+        {
+            // 4.9 brokers answer 0 for a group that never committed when offset 0 is still in
+            // memory (spec 11.3.2); that is the earliest position, which "latest" must not take.
+            if o > 0 || self.config.start_from == StartFrom::Earliest {
+                return Ok(o);
+            }
+        }
+        match self.config.start_from {
+            StartFrom::Earliest => self.client.min_offset(q).await,
+            StartFrom::Latest => self.client.max_offset(q).await,
+            StartFrom::Timestamp(ts) => self.client.search_offset(q, ts).await,
+        }
+    }
+
+    /// Up to `max` messages from the owned queues, long-polling up to the configured time when
+    /// none is there. Offsets move past what is returned (commit stores them).
+    pub async fn poll(&self, max: usize) -> Result<Vec<MessageExt>> {
+        let deadline = Instant::now() + self.config.long_poll;
+        let mut out = Vec::new();
+        let queues: Vec<(MessageQueue, i64)> = self
+            .queues
+            .lock()
+            .iter()
+            .map(|(q, s)| (q.clone(), s.next))
+            .collect();
+        if queues.is_empty() {
+            tokio::time::sleep(self.config.long_poll.min(Duration::from_millis(200))).await;
+            return Ok(out);
+        }
+        // Short pulls round the queues first, starting where the last poll stopped.
+        let start = {
+            let mut c = self.cursor.lock();
+            *c = c.wrapping_add(1);
+            *c
+        };
+        for i in 0..queues.len() {
+            let (q, _) = &queues[(start + i) % queues.len()];
+            let got = self.pull_queue(q, None, max - out.len()).await?;
+            out.extend(got);
+            if out.len() >= max {
+                return Ok(out);
+            }
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+        // Nothing anywhere: long-poll every queue at once and take the first that has data.
+        // Abandoned pulls move no offset, so nothing is lost.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining < Duration::from_millis(50) {
+            return Ok(out);
+        }
+        let mut polls: FuturesUnordered<_> = queues
+            .iter()
+            .map(|(q, _)| self.pull_queue(q, Some(remaining), max))
+            .collect();
+        while let Some(r) = polls.next().await {
+            let got = r?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn pull_queue(
+        &self,
+        q: &MessageQueue,
+        suspend: Option<Duration>,
+        max: usize,
+    ) -> Result<Vec<MessageExt>> {
+        let Some(state) = self.queues.lock().get(q).copied() else {
+            return Ok(Vec::new());
+        };
+        let mut req = PullRequest::new(self.config.group.clone(), state.next);
+        req.max_msgs = (max as i32).clamp(1, self.config.max_msgs_per_pull);
+        req.expression = self.config.expression.clone();
+        req.suspend = suspend;
+        let r = self.client.pull(q, &req).await?;
+        let mut queues = self.queues.lock();
+        let Some(s) = queues.get_mut(q) else {
+            return Ok(Vec::new());
+        };
+        // Another poll may have moved this queue meanwhile; only the owner of the old offset
+        // may advance it.
+        if s.next != state.next {
+            return Ok(Vec::new());
+        }
+        match r.status {
+            PullStatus::Found | PullStatus::NoMatchedMsg | PullStatus::NoNewMsg => {
+                s.next = r.next_begin_offset;
+            }
+            PullStatus::OffsetIllegal => {
+                warn!(queue = ?q, from = s.next, to = r.next_begin_offset, "offset illegal, moving");
+                s.next = r.next_begin_offset;
+            }
+        }
+        Ok(r.messages)
+    }
+
+    async fn commit_queue(&self, q: &MessageQueue) -> Result<()> {
+        let Some(state) = self.queues.lock().get(q).copied() else {
+            return Ok(());
+        };
+        if state.committed == Some(state.next) {
+            return Ok(());
+        }
+        self.client
+            .update_consumer_offset(&self.config.group, q, state.next, false)
+            .await?;
+        if let Some(s) = self.queues.lock().get_mut(q) {
+            s.committed = Some(state.next);
+        }
+        Ok(())
+    }
+
+    /// Stores the offsets of everything polled so far in the broker.
+    pub async fn commit(&self) -> Result<()> {
+        let qs: Vec<MessageQueue> = self.queues.lock().keys().cloned().collect();
+        for q in qs {
+            self.commit_queue(&q).await?;
+        }
+        Ok(())
+    }
+
+    /// Next offsets per owned queue.
+    pub fn positions(&self) -> BTreeMap<MessageQueue, i64> {
+        self.queues
+            .lock()
+            .iter()
+            .map(|(q, s)| (q.clone(), s.next))
+            .collect()
+    }
+
+    /// Commits, unregisters the group from the brokers and forgets it.
+    pub async fn shutdown(self) -> Result<()> {
+        let r = self.commit().await;
+        self.client.unregister(None, Some(&self.config.group)).await;
+        self.client.unregister_consumer_local(&self.config.group);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn averagely_like_java() {
+        let all: Vec<MessageQueue> = (0..8).map(|i| MessageQueue::new("T", "b", i)).collect();
+        let cids: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let ids = |me| {
+            allocate_averagely(&all, &cids, me)
+                .iter()
+                .map(|q| q.queue_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids("a"), vec![0, 1, 2]);
+        assert_eq!(ids("b"), vec![3, 4, 5]);
+        assert_eq!(ids("c"), vec![6, 7]);
+        assert!(ids("zz").is_empty());
+        let few = &all[..2];
+        assert_eq!(allocate_averagely(few, &cids, "c").len(), 0);
+        assert_eq!(allocate_averagely(few, &cids, "a").len(), 1);
+    }
+}

@@ -1,0 +1,562 @@
+//! Against the real broker that `scripts/broker.sh` starts (found through `RMQ_NAMESRV`).
+//! These tests fail, never skip, when no broker is there.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rmq_client::consumer_api::PullRequest;
+use rmq_client::{
+    ClientConfig, ClientError, MQClient, Message, Producer, ProducerConfig, PullConsumer,
+    PullConsumerConfig, PullStatus, QueueSelector,
+};
+use rmq_remoting::body::MessageQueue;
+use rmq_remoting::message::MessageExt;
+
+fn namesrv() -> String {
+    std::env::var("RMQ_NAMESRV").expect(
+        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start (these tests need it)",
+    )
+}
+
+fn unique(prefix: &str) -> String {
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000_000)
+}
+
+fn client() -> MQClient {
+    MQClient::start(ClientConfig::new(&namesrv())).unwrap()
+}
+
+/// Pulls every queue of `topic` from offset 0 until `want` messages arrived (or `deadline`).
+async fn pull_all(
+    c: &MQClient,
+    topic: &str,
+    group: &str,
+    want: usize,
+    deadline: Duration,
+) -> Vec<MessageExt> {
+    let route = c.route(topic).await.unwrap();
+    let mut offsets: HashMap<MessageQueue, i64> = route
+        .subscribe_queues
+        .iter()
+        .map(|q| (q.clone(), 0))
+        .collect();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < want && start.elapsed() < deadline {
+        for (q, off) in offsets.iter_mut() {
+            let mut req = PullRequest::new(group, *off);
+            req.max_msgs = 32;
+            let r = c.pull(q, &req).await.unwrap();
+            if r.status == PullStatus::OffsetIllegal {
+                panic!("offset illegal at {q:?} {off}");
+            }
+            *off = r.next_begin_offset;
+            out.extend(r.messages);
+        }
+        if out.len() < want {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    out
+}
+
+async fn producer(c: &MQClient) -> Producer {
+    Producer::new(c.clone(), ProducerConfig::new(unique("PG")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_and_pull_back_one() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_one");
+    let r = p
+        .send(
+            Message::new(&topic, "hello")
+                .with_tags("TagA")
+                .with_keys(["k1", "k2"])
+                .with_property("u", "v"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_str(), "SEND_OK");
+    assert_eq!(r.msg_id.len(), 32);
+    let msgs = pull_all(&c, &topic, &unique("CG"), 1, Duration::from_secs(10)).await;
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    assert_eq!(&m.body[..], b"hello");
+    assert_eq!(m.tags(), Some("TagA"));
+    assert_eq!(m.keys().collect::<Vec<_>>(), vec!["k1", "k2"]);
+    assert_eq!(m.properties.get("u"), Some("v"));
+    assert_eq!(m.msg_id(), r.msg_id);
+    assert_eq!(m.offset_msg_id(), r.offset_msg_id);
+    assert_eq!(m.queue_id, r.queue.queue_id);
+    assert_eq!(m.queue_offset, r.queue_offset);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_messages_round_trip_exactly_once() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_1000");
+    // expected: uniq id -> (body, tags, keys, user property)
+    let mut want: HashMap<String, (Vec<u8>, Option<String>, Vec<String>, String)> = HashMap::new();
+    let big: Vec<u8> = (0..8192u32)
+        .map(|i| b"abcdefgh"[(i % 8) as usize])
+        .collect();
+    let r = p
+        .send(
+            Message::new(&topic, big.clone())
+                .with_tags("TagBig")
+                .with_keys(["big"])
+                .with_property("p", "big"),
+        )
+        .await
+        .unwrap();
+    want.insert(
+        r.msg_id,
+        (big, Some("TagBig".into()), vec!["big".into()], "big".into()),
+    );
+    let batch: Vec<Message> = (0..10)
+        .map(|i| {
+            Message::new(&topic, format!("batch-{i}"))
+                .with_tags("TagBatch")
+                .with_keys([format!("bk{i}")])
+                .with_property("p", format!("b{i}"))
+        })
+        .collect();
+    let r = p
+        .send_batch(batch, QueueSelector::RoundRobin)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = r.msg_id.split(',').collect();
+    assert_eq!(ids.len(), 10);
+    assert_eq!(r.offset_msg_id.split(',').count(), 10);
+    for (i, id) in ids.iter().enumerate() {
+        want.insert(
+            id.to_string(),
+            (
+                format!("batch-{i}").into_bytes(),
+                Some("TagBatch".into()),
+                vec![format!("bk{i}")],
+                format!("b{i}"),
+            ),
+        );
+    }
+    // the rest concurrently, mixed tags (some none) and keys
+    let mut tasks = Vec::new();
+    for i in 0..989 {
+        let p = p.clone();
+        let topic = topic.clone();
+        tasks.push(tokio::spawn(async move {
+            let tag = match i % 3 {
+                0 => Some("TagA".to_string()),
+                1 => Some("TagB".to_string()),
+                _ => None,
+            };
+            let mut m = Message::new(&topic, format!("body-{i}"))
+                .with_keys([format!("k{i}"), format!("x{i}")])
+                .with_property("p", i.to_string());
+            if let Some(t) = &tag {
+                m = m.with_tags(t.clone());
+            }
+            let r = p.send(m).await.unwrap();
+            (
+                r.msg_id,
+                (
+                    format!("body-{i}").into_bytes(),
+                    tag,
+                    vec![format!("k{i}"), format!("x{i}")],
+                    i.to_string(),
+                ),
+            )
+        }));
+    }
+    for t in tasks {
+        let (id, w) = t.await.unwrap();
+        want.insert(id, w);
+    }
+    assert_eq!(want.len(), 1000);
+    let got = pull_all(&c, &topic, &unique("CG"), 1000, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1000, "every message pulled back once");
+    let mut seen = HashSet::new();
+    for m in &got {
+        let id = m.msg_id();
+        assert!(seen.insert(id.clone()), "duplicate {id}");
+        let (body, tag, keys, prop) = want.get(&id).unwrap_or_else(|| panic!("unexpected {id}"));
+        assert_eq!(&m.body[..], &body[..], "{id}");
+        assert_eq!(m.tags(), tag.as_deref(), "{id}");
+        assert_eq!(
+            m.keys().map(str::to_owned).collect::<Vec<_>>(),
+            *keys,
+            "{id}"
+        );
+        assert_eq!(m.properties.get("p"), Some(prop.as_str()), "{id}");
+        assert_eq!(m.topic, topic);
+    }
+    let compressed = got.iter().find(|m| m.tags() == Some("TagBig")).unwrap();
+    assert!(
+        compressed.is_compressed(),
+        "bodies over 4 KiB travel compressed"
+    );
+    assert!(compressed.stored_body.len() < 1000);
+    // tag filtering: the broker filters by hash, we re-check by string
+    let route = c.route(&topic).await.unwrap();
+    let mut only_a = 0;
+    for q in &route.subscribe_queues {
+        let mut off = 0;
+        loop {
+            let mut req = PullRequest::new(unique("CGA"), off);
+            req.expression = "TagA".into();
+            let r = c.pull(q, &req).await.unwrap();
+            assert!(r.messages.iter().all(|m| m.tags() == Some("TagA")));
+            only_a += r.messages.len();
+            if r.next_begin_offset == off || r.status == PullStatus::NoNewMsg {
+                break;
+            }
+            off = r.next_begin_offset;
+        }
+    }
+    assert_eq!(only_a, (0..989).filter(|i| i % 3 == 0).count());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_key_same_queue_in_order() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_order");
+    let mut queues = HashMap::new();
+    for i in 0..40 {
+        for key in ["order-1", "order-2", "order-3"] {
+            let r = p
+                .send_with(
+                    Message::new(&topic, format!("{key}:{i}")),
+                    QueueSelector::Key(key.into()),
+                )
+                .await
+                .unwrap();
+            let q = queues.entry(key).or_insert_with(|| r.queue.clone());
+            assert_eq!(*q, r.queue, "{key} moved queue");
+        }
+    }
+    let got = pull_all(&c, &topic, &unique("CG"), 120, Duration::from_secs(20)).await;
+    for key in ["order-1", "order-2", "order-3"] {
+        let mut of_key: Vec<&MessageExt> = got
+            .iter()
+            .filter(|m| m.body.starts_with(key.as_bytes()))
+            .collect();
+        of_key.sort_by_key(|m| m.queue_offset);
+        let seq: Vec<usize> = of_key
+            .iter()
+            .map(|m| {
+                std::str::from_utf8(&m.body)
+                    .unwrap()
+                    .split(':')
+                    .nth(1)
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seq, (0..40).collect::<Vec<_>>(), "{key} in order");
+        assert!(of_key.iter().all(|m| m.queue_id == queues[key].queue_id));
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_level_one_is_held_about_a_second() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_delay");
+    // create the topic first so the delayed message has somewhere to land
+    p.send(Message::new(&topic, "warm-up")).await.unwrap();
+    let group = unique("CG");
+    let _ = pull_all(&c, &topic, &group, 1, Duration::from_secs(10)).await;
+    let sent = Instant::now();
+    let r = p
+        .send(Message::new(&topic, "delayed").with_delay_level(1))
+        .await
+        .unwrap();
+    let mut seen_at = None;
+    while sent.elapsed() < Duration::from_secs(15) {
+        let got = pull_all(&c, &topic, &group, 2, Duration::from_millis(1)).await;
+        if let Some(m) = got.iter().find(|m| &m.body[..] == b"delayed") {
+            assert_eq!(m.msg_id(), r.msg_id, "the same UNIQ_KEY after the delay");
+            seen_at = Some(sent.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at = seen_at.expect("delayed message never became visible");
+    assert!(
+        at >= Duration::from_millis(800),
+        "visible after only {at:?}"
+    );
+    // delay levels outside 1..=18 are refused before sending
+    let e = p
+        .send(Message::new(&topic, "x").with_delay_level(19))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::InvalidArgument(_)), "{e}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_commit_query_restart_and_search() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_off");
+    let group = unique("CG");
+    let mut sent = Vec::new();
+    for i in 0..60 {
+        sent.push(p.send(Message::new(&topic, format!("m{i}"))).await.unwrap());
+        if i == 29 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // consume 25, commit, shut down
+    let mut cfg = PullConsumerConfig::new(&group, &topic);
+    cfg.long_poll = Duration::from_millis(500);
+    let cons = PullConsumer::start(client(), cfg.clone()).await.unwrap();
+    let mut first = Vec::new();
+    while first.len() < 25 {
+        first.extend(cons.poll(25 - first.len()).await.unwrap());
+    }
+    let positions = cons.positions();
+    let cons_client = cons.client().clone();
+    cons.shutdown().await.unwrap();
+    cons_client.shutdown().await;
+    for (q, next) in &positions {
+        assert_eq!(
+            c.query_consumer_offset(&group, q).await.unwrap(),
+            Some(*next),
+            "{q:?}"
+        );
+    }
+    // a new client continues where the first stopped: together exactly the 60 messages
+    let cons = PullConsumer::start(client(), cfg).await.unwrap();
+    let mut rest = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while first.len() + rest.len() < 60 && Instant::now() < deadline {
+        rest.extend(cons.poll(64).await.unwrap());
+    }
+    let mut ids: Vec<String> = first.iter().chain(&rest).map(|m| m.msg_id()).collect();
+    ids.sort();
+    let mut want: Vec<String> = sent.iter().map(|r| r.msg_id.clone()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    let cons_client = cons.client().clone();
+    cons.shutdown().await.unwrap();
+    cons_client.shutdown().await;
+    // min/max, and search by the store time of message 40 lands on or next to it
+    let q = &sent[40].queue;
+    assert_eq!(c.min_offset(q).await.unwrap(), 0);
+    let max = c.max_offset(q).await.unwrap();
+    assert_eq!(max, sent.iter().filter(|r| r.queue == *q).count() as i64);
+    let m40 = c.view_message(&sent[40].offset_msg_id).await.unwrap();
+    assert_eq!(m40.msg_id(), sent[40].msg_id);
+    let found = c.search_offset(q, m40.store_timestamp).await.unwrap();
+    assert!(
+        (found - sent[40].queue_offset).abs() <= 1,
+        "search gave {found}, want about {}",
+        sent[40].queue_offset
+    );
+    // messages 0..30 were stored well before the pause: a time inside the pause searches past them
+    let q0 = &sent[0].queue;
+    let m29 = sent
+        .iter()
+        .take(30)
+        .filter(|r| r.queue == *q0)
+        .last()
+        .unwrap();
+    let t = c
+        .view_message(&m29.offset_msg_id)
+        .await
+        .unwrap()
+        .store_timestamp
+        + 150;
+    let o = c.search_offset(q0, t).await.unwrap();
+    assert!(o >= m29.queue_offset, "{o} < {}", m29.queue_offset);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_are_exclusive_until_unlocked() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_lock");
+    p.send(Message::new(&topic, "x")).await.unwrap();
+    let group = unique("CG");
+    let route = c.route(&topic).await.unwrap();
+    let qs: Vec<MessageQueue> = route.subscribe_queues.iter().take(2).cloned().collect();
+    let broker = &qs[0].broker_name;
+    let got = c
+        .lock_batch_as(&group, "client-one", broker, &qs)
+        .await
+        .unwrap();
+    assert_eq!(sorted(got), sorted(qs.clone()), "first client gets both");
+    let got = c
+        .lock_batch_as(&group, "client-two", broker, &qs)
+        .await
+        .unwrap();
+    assert!(
+        got.is_empty(),
+        "second client gets nothing while the first holds them: {got:?}"
+    );
+    // re-locking by the holder renews
+    assert_eq!(
+        c.lock_batch_as(&group, "client-one", broker, &qs)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // an unlock by a non-holder changes nothing
+    c.unlock_batch_as(&group, "client-two", broker, &qs, false)
+        .await
+        .unwrap();
+    assert!(c
+        .lock_batch_as(&group, "client-two", broker, &qs)
+        .await
+        .unwrap()
+        .is_empty());
+    c.unlock_batch_as(&group, "client-one", broker, &qs[..1], false)
+        .await
+        .unwrap();
+    let got = c
+        .lock_batch_as(&group, "client-two", broker, &qs)
+        .await
+        .unwrap();
+    assert_eq!(got, vec![qs[0].clone()], "only the released queue moves");
+    c.shutdown().await;
+}
+
+fn sorted(mut v: Vec<MessageQueue>) -> Vec<MessageQueue> {
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_back_message_lands_on_the_retry_topic() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_back");
+    let group = unique("CG");
+    // the group must be known to the broker (heartbeat) for its retry topic to exist
+    let mut cfg = PullConsumerConfig::new(&group, &topic);
+    cfg.long_poll = Duration::from_millis(300);
+    let r = p
+        .send(
+            Message::new(&topic, "fail me")
+                .with_tags("T")
+                .with_keys(["kb"]),
+        )
+        .await
+        .unwrap();
+    let cons = PullConsumer::start(c.clone(), cfg).await.unwrap();
+    let mut got = Vec::new();
+    while got.is_empty() {
+        got = cons.poll(1).await.unwrap();
+    }
+    let m = &got[0];
+    // delay level 1 keeps the test short; 0 would let the broker pick 3 + reconsumeTimes (10 s)
+    c.send_back(&group, m, 1, 16, Some(&r.queue.broker_name))
+        .await
+        .unwrap();
+    let retry = format!("%RETRY%{group}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut back = None;
+    while back.is_none() && Instant::now() < deadline {
+        if c.refresh_route(&retry).await.unwrap().is_some() {
+            let msgs = pull_all(&c, &retry, &group, 1, Duration::from_millis(500)).await;
+            back = msgs.into_iter().find(|x| x.msg_id() == r.msg_id);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let back = back.expect("message never arrived on the retry topic");
+    assert_eq!(back.reconsume_times, 1);
+    assert_eq!(&back.body[..], b"fail me");
+    assert_eq!(back.original_topic(), topic);
+    assert_eq!(back.tags(), Some("T"));
+    cons.shutdown().await.unwrap();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_name_server_is_skipped_and_bad_input_is_typed() {
+    let c = MQClient::start(ClientConfig::new(&format!("127.0.0.1:1;{}", namesrv()))).unwrap();
+    let p = producer(&c).await;
+    let topic = unique("T_ns");
+    p.send(Message::new(&topic, "via the second name server"))
+        .await
+        .unwrap();
+    let e = p
+        .send(Message::new(&topic, vec![0u8; 4 * 1024 * 1024 + 1]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ClientError::MessageTooLarge { .. }), "{e}");
+    let e = p.send(Message::new("bad topic", "x")).await.unwrap_err();
+    assert!(matches!(e, ClientError::InvalidArgument(_)), "{e}");
+    let e = p.send(Message::new(&topic, "")).await.unwrap_err();
+    assert!(matches!(e, ClientError::InvalidArgument(_)), "{e}");
+    // a consumer group that never heartbeat has no consumers
+    let route = c.route(&topic).await.unwrap();
+    let addr = route.master_addrs()[0].clone();
+    assert!(c
+        .consumer_ids(&unique("nobody"), &addr)
+        .await
+        .unwrap()
+        .is_empty());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustering_consumers_split_the_queues() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_split");
+    for i in 0..40 {
+        p.send(Message::new(&topic, format!("s{i}"))).await.unwrap();
+    }
+    let group = unique("CG");
+    let mut cfg = PullConsumerConfig::new(&group, &topic);
+    cfg.long_poll = Duration::from_millis(300);
+    let a = PullConsumer::start(client(), cfg.clone()).await.unwrap();
+    let b = PullConsumer::start(client(), cfg).await.unwrap();
+    a.rebalance().await.unwrap();
+    b.rebalance().await.unwrap();
+    let (qa, qb) = (a.assigned(), b.assigned());
+    assert!(!qa.is_empty() && !qb.is_empty(), "{qa:?} / {qb:?}");
+    assert!(
+        qa.iter().all(|q| !qb.contains(q)),
+        "overlap {qa:?} / {qb:?}"
+    );
+    let total = c.route(&topic).await.unwrap().subscribe_queues.len();
+    assert_eq!(qa.len() + qb.len(), total);
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 40 && Instant::now() < deadline {
+        for m in a
+            .poll(64)
+            .await
+            .unwrap()
+            .into_iter()
+            .chain(b.poll(64).await.unwrap())
+        {
+            assert!(seen.insert(m.msg_id()), "delivered twice");
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    for cons in [a, b] {
+        let cc = cons.client().clone();
+        cons.shutdown().await.unwrap();
+        cc.shutdown().await;
+    }
+    c.shutdown().await;
+}
