@@ -64,6 +64,9 @@ async fn pull_all(
     out
 }
 
+/// body, tags, keys, user property
+type Expected = (Vec<u8>, Option<String>, Vec<String>, String);
+
 async fn producer(c: &MQClient) -> Producer {
     Producer::new(c.clone(), ProducerConfig::new(unique("PG")))
 }
@@ -104,7 +107,7 @@ async fn thousand_messages_round_trip_exactly_once() {
     let p = producer(&c).await;
     let topic = unique("T_1000");
     // expected: uniq id -> (body, tags, keys, user property)
-    let mut want: HashMap<String, (Vec<u8>, Option<String>, Vec<String>, String)> = HashMap::new();
+    let mut want: HashMap<String, Expected> = HashMap::new();
     let big: Vec<u8> = (0..8192u32)
         .map(|i| b"abcdefgh"[(i % 8) as usize])
         .collect();
@@ -373,7 +376,7 @@ async fn offsets_commit_query_restart_and_search() {
         .iter()
         .take(30)
         .filter(|r| r.queue == *q0)
-        .last()
+        .next_back()
         .unwrap();
     let t = c
         .view_message(&m29.offset_msg_id)
