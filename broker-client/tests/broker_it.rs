@@ -372,12 +372,7 @@ async fn offsets_commit_query_restart_and_search() {
     );
     // messages 0..30 were stored well before the pause: a time inside the pause searches past them
     let q0 = &sent[0].queue;
-    let m29 = sent
-        .iter()
-        .take(30)
-        .filter(|r| r.queue == *q0)
-        .next_back()
-        .unwrap();
+    let m29 = sent.iter().take(30).rfind(|r| r.queue == *q0).unwrap();
     let t = c
         .view_message(&m29.offset_msg_id)
         .await
