@@ -10,7 +10,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rmq_remoting::body::MessageQueue;
 use rmq_remoting::message::{
-    self, compress, java_string_hash, keys, sys_flag, BatchItem, Properties, UniqIdGenerator,
+    self, compress, java_string_hash, keys, sys_flag, BatchItem, MessageExt, Properties,
+    UniqIdGenerator,
 };
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use tracing::{debug, warn};
@@ -276,15 +277,7 @@ impl Producer {
         let uniq = self.new_msg_id();
         let props = self.wire_properties(&msg, &uniq)?;
         let props_text = props.encode_checked()?;
-        let (body, sys) = if msg.body.len() >= self.config.compress_over {
-            let z = compress::zlib_compress(&msg.body);
-            (
-                Bytes::from(z),
-                sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB,
-            )
-        } else {
-            (msg.body.clone(), 0)
-        };
+        let (body, sys) = self.maybe_compress(&msg.body);
         let req = SendRequest {
             topic: &msg.topic,
             body,
@@ -294,6 +287,8 @@ impl Producer {
             batch: false,
             uniq_ids: uniq,
             needs_timer: msg.deliver_at_ms.is_some(),
+            reconsume_times: 0,
+            max_reconsume_times: None,
         };
         self.send_request(req, selector).await
     }
@@ -354,6 +349,8 @@ impl Producer {
             batch: true,
             uniq_ids: ids.join(","),
             needs_timer: false,
+            reconsume_times: 0,
+            max_reconsume_times: None,
         };
         self.send_request(req, selector).await
     }
@@ -362,20 +359,108 @@ impl Producer {
     pub async fn send_oneway(&self, msg: Message) -> Result<()> {
         self.validate(&msg)?;
         let uniq = self.new_msg_id();
-        let props = self.wire_properties(&msg, &uniq)?.encode_checked()?;
+        let properties = self.wire_properties(&msg, &uniq)?.encode_checked()?;
         let route = self.route_for_send(&msg.topic).await?;
         let queue = self.pick(&route, &QueueSelector::RoundRobin, None)?;
         let addr = self.addr_of(&route, &queue)?;
-        let (body, sys) = if msg.body.len() >= self.config.compress_over {
+        let (body, sys_flag) = self.maybe_compress(&msg.body);
+        let req = SendRequest {
+            topic: &msg.topic,
+            body,
+            sys_flag,
+            flag: msg.flag,
+            properties,
+            batch: false,
+            uniq_ids: uniq,
+            needs_timer: msg.deliver_at_ms.is_some(),
+            reconsume_times: 0,
+            max_reconsume_times: None,
+        };
+        if req.needs_timer {
+            self.check_timer_support(&addr).await?;
+        }
+        let cmd = self.build_command(&queue, &req);
+        self.client.invoke_broker_oneway(&addr, cmd).await
+    }
+
+    fn maybe_compress(&self, body: &Bytes) -> (Bytes, i32) {
+        if body.len() >= self.config.compress_over {
             (
-                Bytes::from(compress::zlib_compress(&msg.body)),
+                Bytes::from(compress::zlib_compress(body)),
                 sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB,
             )
         } else {
-            (msg.body.clone(), 0)
+            (body.clone(), 0)
+        }
+    }
+
+    /// Returns a consumed message for redelivery: CONSUMER_SEND_MSG_BACK to the broker that
+    /// stored it, and when the broker refuses, a re-publish to `%RETRY%group` as the Java
+    /// consumer does (spec 18.3). `delay_level` 0 lets the broker pick `3 + reconsumeTimes`.
+    pub async fn send_back(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        delay_level: i32,
+        max_reconsume_times: i32,
+        broker_name: Option<&str>,
+    ) -> Result<()> {
+        match self
+            .client
+            .send_back(group, msg, delay_level, max_reconsume_times, broker_name)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, msg_id = %msg.msg_id(), "send-back refused, re-publishing to the retry topic");
+                self.republish_for_retry(group, msg, delay_level, max_reconsume_times)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    /// The fallback of `send_back`: a new message on `%RETRY%group` carrying the original's
+    /// body, flag and properties plus the retry bookkeeping.
+    pub async fn republish_for_retry(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        delay_level: i32,
+        max_reconsume_times: i32,
+    ) -> Result<SendResult> {
+        let mut props = msg.properties.clone();
+        props.insert(keys::RETRY_TOPIC, msg.original_topic());
+        if props.get(keys::ORIGIN_MESSAGE_ID).is_none() {
+            props.insert(keys::ORIGIN_MESSAGE_ID, msg.msg_id());
+        }
+        let level = if delay_level > 0 {
+            delay_level
+        } else {
+            3 + msg.reconsume_times
         };
-        let cmd = self.build_command(&queue, &msg.topic, body, sys, msg.flag, props, false);
-        self.client.invoke_broker_oneway(&addr, cmd).await
+        props.insert(keys::DELAY, level.min(MAX_DELAY_LEVEL as i32).to_string());
+        props.remove(keys::TRAN_MSG);
+        props.remove("CLUSTER");
+        let uniq = props
+            .get(keys::UNIQ_KEY)
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.new_msg_id());
+        let topic = format!("%RETRY%{group}");
+        let (body, sys_flag) = self.maybe_compress(&msg.body);
+        let req = SendRequest {
+            topic: &topic,
+            body,
+            sys_flag,
+            flag: msg.flag,
+            properties: props.encode_checked()?,
+            batch: false,
+            uniq_ids: uniq,
+            needs_timer: false,
+            reconsume_times: msg.reconsume_times + 1,
+            max_reconsume_times: Some(max_reconsume_times),
+        };
+        self.send_request(req, QueueSelector::RoundRobin).await
     }
 
     async fn route_for_send(&self, topic: &str) -> Result<Arc<TopicRoute>> {
@@ -445,37 +530,30 @@ impl Producer {
             .ok_or_else(|| ClientError::NoBrokerAddress(q.broker_name.clone()))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn build_command(
-        &self,
-        queue: &MessageQueue,
-        topic: &str,
-        body: Bytes,
-        sys: i32,
-        flag: i32,
-        properties: String,
-        batch: bool,
-    ) -> RemotingCommand {
+    fn build_command(&self, queue: &MessageQueue, req: &SendRequest<'_>) -> RemotingCommand {
         let mut ext = ExtFields::with_capacity(13);
         ext.insert("a", self.config.group.as_str());
-        ext.insert("b", topic);
+        ext.insert("b", req.topic);
         ext.insert("c", AUTO_CREATE_TOPIC_KEY);
         ext.insert("d", self.config.default_topic_queue_nums.to_string());
         ext.insert("e", queue.queue_id.to_string());
-        ext.insert("f", sys.to_string());
+        ext.insert("f", req.sys_flag.to_string());
         ext.insert("g", now_ms().to_string());
-        ext.insert("h", flag.to_string());
-        ext.insert("i", properties);
-        ext.insert("j", "0");
+        ext.insert("h", req.flag.to_string());
+        ext.insert("i", req.properties.as_str());
+        ext.insert("j", req.reconsume_times.to_string());
         ext.insert("k", "false");
-        ext.insert("m", if batch { "true" } else { "false" });
+        if let Some(max) = req.max_reconsume_times {
+            ext.insert("l", max.to_string());
+        }
+        ext.insert("m", if req.batch { "true" } else { "false" });
         ext.insert("n", queue.broker_name.as_str());
-        let code = if batch {
+        let code = if req.batch {
             RequestCode::SendBatchMessage
         } else {
             RequestCode::SendMessageV2
         };
-        RemotingCommand::request(code, ext).with_body(body)
+        RemotingCommand::request(code, ext).with_body(req.body.clone())
     }
 
     async fn send_request(
@@ -504,15 +582,7 @@ impl Producer {
             if req.needs_timer {
                 self.check_timer_support(&addr).await?;
             }
-            let cmd = self.build_command(
-                &queue,
-                req.topic,
-                req.body.clone(),
-                req.sys_flag,
-                req.flag,
-                req.properties.clone(),
-                req.batch,
-            );
+            let cmd = self.build_command(&queue, &req);
             match self.client.invoke_broker(&addr, cmd, Some(remaining)).await {
                 Ok(resp) => match send_result(&addr, resp, &queue, &req.uniq_ids) {
                     Ok(r) => return Ok(r),
@@ -567,6 +637,9 @@ struct SendRequest<'a> {
     batch: bool,
     uniq_ids: String,
     needs_timer: bool,
+    /// Only for re-publishing to a retry topic (spec 18.3).
+    reconsume_times: i32,
+    max_reconsume_times: Option<i32>,
 }
 
 fn send_result(
