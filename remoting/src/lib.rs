@@ -13,6 +13,7 @@ pub mod codec;
 pub mod command;
 pub mod error;
 pub mod ext_fields;
+pub mod header;
 pub mod message;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode, SerializeType};

@@ -1,0 +1,52 @@
+//! Name-server and administration headers (spec 11.1, 11.3.14).
+
+use super::value::TopicFilterType;
+
+command_header! {
+    /// GET_ROUTEINFO_BY_TOPIC (105).
+    GetRouteInfoRequestHeader {
+        topic: String = "topic",
+        /// Since 4.9.4: ask for strict JSON even when the request version is below 401.
+        accept_standard_json_only: Option<bool> = "acceptStandardJsonOnly",
+    }
+
+    /// GET_KV_CONFIG (101).
+    GetKvConfigRequestHeader {
+        namespace: String = "namespace",
+        key: String = "key",
+    }
+
+    /// Response to GET_KV_CONFIG on SUCCESS.
+    GetKvConfigResponseHeader {
+        value: Option<String> = "value",
+    }
+
+    /// UPDATE_AND_CREATE_TOPIC (17), sent to each broker that should host the topic.
+    UpdateAndCreateTopicRequestHeader {
+        topic: String = "topic",
+        /// Informational; Java sends `TBW102`.
+        default_topic: String = "defaultTopic",
+        read_queue_nums: i32 = "readQueueNums",
+        write_queue_nums: i32 = "writeQueueNums",
+        /// 2 write, 4 read, 1 inherit, 8 priority.
+        perm: i32 = "perm",
+        topic_filter_type: TopicFilterType = "topicFilterType",
+        topic_sys_flag: Option<i32> = "topicSysFlag",
+        order: bool = "order",
+        /// 5.x: `+key=value` / `-key`, comma-separated.
+        attributes: Option<String> = "attributes",
+        force: Option<bool> = "force",
+    }
+
+    /// DELETE_TOPIC_IN_BROKER (215).
+    DeleteTopicRequestHeader {
+        topic: String = "topic",
+    }
+
+    /// DELETE_TOPIC_IN_NAMESRV (216).
+    DeleteTopicFromNamesrvRequestHeader {
+        topic: String = "topic",
+        /// 5.x: restrict the deletion to one cluster.
+        cluster_name: Option<String> = "clusterName",
+    }
+}
