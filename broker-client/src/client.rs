@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use rmq_remoting::body::{self, ConsumerData, HeartbeatData, ProducerData};
+use rmq_remoting::header::UnregisterClientRequestHeader;
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -311,15 +312,12 @@ impl MQClient {
     /// UNREGISTER_CLIENT for a group on every known master (best effort).
     pub async fn unregister(&self, producer_group: Option<&str>, consumer_group: Option<&str>) {
         for addr in self.known_masters() {
-            let mut ext = ExtFields::new();
-            ext.insert("clientID", self.client_id());
-            if let Some(g) = producer_group {
-                ext.insert("producerGroup", g);
-            }
-            if let Some(g) = consumer_group {
-                ext.insert("consumerGroup", g);
-            }
-            let cmd = RemotingCommand::request(RequestCode::UnregisterClient, ext);
+            let header = UnregisterClientRequestHeader {
+                client_id: self.client_id(),
+                producer_group: producer_group.map(str::to_owned),
+                consumer_group: consumer_group.map(str::to_owned),
+            };
+            let cmd = crate::consumer_api::request(RequestCode::UnregisterClient, &header);
             if let Err(e) = self.invoke_broker(&addr, cmd, None).await {
                 warn!(broker = %addr, error = %e, "unregister failed");
             }

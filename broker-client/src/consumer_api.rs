@@ -6,19 +6,21 @@ use std::time::Duration;
 use rmq_remoting::body::{
     self, ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, MessageQueue,
 };
+use rmq_remoting::header::{
+    CommandHeader, ConsumerSendMsgBackRequestHeader, GetConsumerListByGroupRequestHeader,
+    GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
+    GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
+    GetMinOffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
+    QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader, QueryMessageRequestHeader,
+    SearchOffsetRequestHeader, SearchOffsetResponseHeader, UpdateConsumerOffsetRequestHeader,
+    ViewMessageRequestHeader,
+};
 use rmq_remoting::message::{self, keys, MessageExt, OffsetMsgId, TagFilter};
-use rmq_remoting::{ExtFields, HeaderError, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 
 use crate::client::MQClient;
 use crate::error::{ClientError, Result};
 use crate::remoting_client::expect_code;
-
-/// Pull flags (spec 16.1).
-pub mod pull_flag {
-    pub const COMMIT_OFFSET: i32 = 0x1;
-    pub const SUSPEND: i32 = 0x2;
-    pub const SUBSCRIPTION: i32 = 0x4;
-}
 
 /// How a pull ended (spec 16.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,22 +73,9 @@ impl PullRequest {
     }
 }
 
-fn header_i64(resp: &RemotingCommand, k: &'static str) -> Result<i64> {
-    let v = resp.ext(k).ok_or(HeaderError::Missing(k))?;
-    v.parse().map_err(|_| {
-        ClientError::Header(HeaderError::Invalid {
-            field: k,
-            value: v.to_owned(),
-        })
-    })
-}
-
-fn ext<const N: usize>(pairs: [(&str, String); N]) -> ExtFields {
-    let mut e = ExtFields::with_capacity(N);
-    for (k, v) in pairs {
-        e.insert(k, v);
-    }
-    e
+/// A request carrying a typed header.
+pub(crate) fn request<H: CommandHeader>(code: RequestCode, header: &H) -> RemotingCommand {
+    RemotingCommand::request(code, header.to_ext_fields())
 }
 
 /// Broker holds beyond `suspend` until its next 5 s wake-up (fixtures README 7.1.7).
@@ -109,32 +98,31 @@ impl MQClient {
     pub async fn pull(&self, mq: &MessageQueue, req: &PullRequest) -> Result<PullResult> {
         let addr = self.broker_addr_for(mq).await?;
         let filter = TagFilter::parse(&req.expression);
-        let mut sys = pull_flag::SUBSCRIPTION;
+        // The subscription travels in the pull, so no heartbeat is needed before pulling.
+        let mut sys = PullMessageRequestHeader::FLAG_SUBSCRIPTION;
         if req.suspend.is_some() {
-            sys |= pull_flag::SUSPEND;
+            sys |= PullMessageRequestHeader::FLAG_SUSPEND;
         }
         if req.commit_offset.is_some() {
-            sys |= pull_flag::COMMIT_OFFSET;
+            sys |= PullMessageRequestHeader::FLAG_COMMIT_OFFSET;
         }
         let suspend = req.suspend.unwrap_or_default();
-        let e = ext([
-            ("consumerGroup", req.group.clone()),
-            ("topic", mq.topic.clone()),
-            ("queueId", mq.queue_id.to_string()),
-            ("queueOffset", req.offset.to_string()),
-            ("maxMsgNums", req.max_msgs.to_string()),
-            ("sysFlag", sys.to_string()),
-            ("commitOffset", req.commit_offset.unwrap_or(0).to_string()),
-            (
-                "suspendTimeoutMillis",
-                (suspend.as_millis() as i64).to_string(),
-            ),
-            ("subscription", filter.expression()),
-            ("subVersion", "0".into()),
-            ("expressionType", "TAG".into()),
-            ("bname", mq.broker_name.clone()),
-        ]);
-        let cmd = RemotingCommand::request(RequestCode::PullMessage, e);
+        let header = PullMessageRequestHeader {
+            consumer_group: req.group.clone(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            queue_offset: req.offset,
+            max_msg_nums: req.max_msgs,
+            sys_flag: sys,
+            commit_offset: req.commit_offset.unwrap_or(0),
+            suspend_timeout_millis: suspend.as_millis() as i64,
+            subscription: Some(filter.expression()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+            bname: Some(mq.broker_name.clone()),
+            ..Default::default()
+        };
+        let cmd = request(RequestCode::PullMessage, &header);
         let timeout = if req.suspend.is_some() {
             suspend + LONG_POLL_SLACK
         } else {
@@ -164,12 +152,13 @@ impl MQClient {
         };
         // The broker filters by hash; hashes collide, so re-check the strings.
         messages.retain(|m| filter.matches(m.tags()));
+        let h = PullMessageResponseHeader::from_command(&resp)?;
         Ok(PullResult {
             status,
-            next_begin_offset: header_i64(&resp, "nextBeginOffset")?,
-            min_offset: header_i64(&resp, "minOffset")?,
-            max_offset: header_i64(&resp, "maxOffset")?,
-            suggest_which_broker_id: header_i64(&resp, "suggestWhichBrokerId").unwrap_or(0),
+            next_begin_offset: h.next_begin_offset,
+            min_offset: h.min_offset,
+            max_offset: h.max_offset,
+            suggest_which_broker_id: h.suggest_which_broker_id,
             messages,
         })
     }
@@ -181,16 +170,19 @@ impl MQClient {
         mq: &MessageQueue,
     ) -> Result<Option<i64>> {
         let addr = self.broker_addr_for(mq).await?;
-        let e = ext([
-            ("consumerGroup", group.to_owned()),
-            ("topic", mq.topic.clone()),
-            ("queueId", mq.queue_id.to_string()),
-            ("bname", mq.broker_name.clone()),
-        ]);
-        let cmd = RemotingCommand::request(RequestCode::QueryConsumerOffset, e);
+        let header = QueryConsumerOffsetRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            set_zero_if_not_found: None,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let cmd = request(RequestCode::QueryConsumerOffset, &header);
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         match resp.response_code() {
-            ResponseCode::Success => Ok(Some(header_i64(&resp, "offset")?)),
+            ResponseCode::Success => Ok(Some(
+                QueryConsumerOffsetResponseHeader::from_command(&resp)?.offset,
+            )),
             ResponseCode::QueryNotFound => Ok(None),
             code => Err(ClientError::Broker {
                 addr,
@@ -209,14 +201,14 @@ impl MQClient {
         oneway: bool,
     ) -> Result<()> {
         let addr = self.broker_addr_for(mq).await?;
-        let e = ext([
-            ("consumerGroup", group.to_owned()),
-            ("topic", mq.topic.clone()),
-            ("queueId", mq.queue_id.to_string()),
-            ("commitOffset", offset.to_string()),
-            ("bname", mq.broker_name.clone()),
-        ]);
-        let cmd = RemotingCommand::request(RequestCode::UpdateConsumerOffset, e);
+        let header = UpdateConsumerOffsetRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            commit_offset: offset,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let cmd = request(RequestCode::UpdateConsumerOffset, &header);
         if oneway {
             return self.invoke_broker_oneway(&addr, cmd).await;
         }
@@ -224,61 +216,80 @@ impl MQClient {
         expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
     }
 
-    async fn queue_offset_request(
+    async fn offset_request<Req: CommandHeader, Resp: CommandHeader>(
         &self,
         code: RequestCode,
         mq: &MessageQueue,
-        extra: Option<(&str, String)>,
-        field: &'static str,
-    ) -> Result<i64> {
+        header: &Req,
+    ) -> Result<Resp> {
         let addr = self.broker_addr_for(mq).await?;
-        let mut e = ext([
-            ("topic", mq.topic.clone()),
-            ("queueId", mq.queue_id.to_string()),
-            ("bname", mq.broker_name.clone()),
-        ]);
-        if let Some((k, v)) = extra {
-            e.insert(k, v);
-        }
         let resp = self
-            .invoke_broker(&addr, RemotingCommand::request(code, e), None)
+            .invoke_broker(&addr, request(code, header), None)
             .await?;
         let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
-        header_i64(&resp, field)
+        Ok(Resp::from_command(&resp)?)
     }
 
     /// One past the last message of the queue.
     pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        self.queue_offset_request(RequestCode::GetMaxOffset, mq, None, "offset")
-            .await
+        let h = GetMaxOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            committed: None,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let r: GetMaxOffsetResponseHeader = self
+            .offset_request(RequestCode::GetMaxOffset, mq, &h)
+            .await?;
+        Ok(r.offset)
     }
 
     pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        self.queue_offset_request(RequestCode::GetMinOffset, mq, None, "offset")
-            .await
+        let h = GetMinOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let r: GetMinOffsetResponseHeader = self
+            .offset_request(RequestCode::GetMinOffset, mq, &h)
+            .await?;
+        Ok(r.offset)
     }
 
     /// The offset whose store time is nearest `timestamp_ms` (4.9.8 semantics, fixtures 7.1.4).
     pub async fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> Result<i64> {
-        self.queue_offset_request(
-            RequestCode::SearchOffsetByTimestamp,
-            mq,
-            Some(("timestamp", timestamp_ms.to_string())),
-            "offset",
-        )
-        .await
+        let h = SearchOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            timestamp: timestamp_ms,
+            boundary_type: None,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let r: SearchOffsetResponseHeader = self
+            .offset_request(RequestCode::SearchOffsetByTimestamp, mq, &h)
+            .await?;
+        Ok(r.offset)
     }
 
     pub async fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<i64> {
-        self.queue_offset_request(RequestCode::GetEarliestMsgStoretime, mq, None, "timestamp")
-            .await
+        let h = GetEarliestMsgStoretimeRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            bname: Some(mq.broker_name.clone()),
+        };
+        let r: GetEarliestMsgStoretimeResponseHeader = self
+            .offset_request(RequestCode::GetEarliestMsgStoretime, mq, &h)
+            .await?;
+        Ok(r.timestamp)
     }
 
     /// Client ids of the group's live consumers as a broker sees them (sorted). A broker answers
     /// SYSTEM_ERROR "no consumer" for an empty group; that is an empty list here.
     pub async fn consumer_ids(&self, group: &str, broker_addr: &str) -> Result<Vec<String>> {
-        let e = ext([("consumerGroup", group.to_owned())]);
-        let cmd = RemotingCommand::request(RequestCode::GetConsumerListByGroup, e);
+        let header = GetConsumerListByGroupRequestHeader {
+            consumer_group: group.to_owned(),
+        };
+        let cmd = request(RequestCode::GetConsumerListByGroup, &header);
         let resp = self.invoke_broker(broker_addr, cmd, None).await?;
         match resp.response_code() {
             ResponseCode::Success => {
@@ -398,19 +409,17 @@ impl MQClient {
             Some(a) => a,
             None => msg.store_host.to_string(),
         };
-        let mut e = ext([
-            ("offset", msg.commit_log_offset.to_string()),
-            ("group", group.to_owned()),
-            ("delayLevel", delay_level.to_string()),
-            ("originMsgId", msg.msg_id()),
-            ("originTopic", msg.original_topic().to_owned()),
-            ("unitMode", "false".into()),
-            ("maxReconsumeTimes", max_reconsume_times.to_string()),
-        ]);
-        if let Some(b) = broker_name {
-            e.insert("bname", b);
-        }
-        let cmd = RemotingCommand::request(RequestCode::ConsumerSendMsgBack, e);
+        let header = ConsumerSendMsgBackRequestHeader {
+            offset: msg.commit_log_offset,
+            group: group.to_owned(),
+            delay_level,
+            origin_msg_id: Some(msg.msg_id()),
+            origin_topic: Some(msg.original_topic().to_owned()),
+            unit_mode: false,
+            max_reconsume_times: Some(max_reconsume_times),
+            bname: broker_name.map(str::to_owned),
+        };
+        let cmd = request(RequestCode::ConsumerSendMsgBack, &header);
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
     }
@@ -419,8 +428,11 @@ impl MQClient {
     pub async fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
         let id = OffsetMsgId::decode(offset_msg_id)?;
         let addr = id.store_host.to_string();
-        let e = ext([("offset", id.commit_log_offset.to_string())]);
-        let cmd = RemotingCommand::request(RequestCode::ViewMessageById, e);
+        let header = ViewMessageRequestHeader {
+            offset: id.commit_log_offset,
+            topic: None,
+        };
+        let cmd = request(RequestCode::ViewMessageById, &header);
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
         message::decode_messages(&resp.body)?
@@ -444,15 +456,15 @@ impl MQClient {
         let mut out = Vec::new();
         let masters = route.master_addrs();
         for addr in &masters {
-            let e = ext([
-                ("topic", topic.to_owned()),
-                ("key", key.to_owned()),
-                ("maxNum", max.to_string()),
-                ("beginTimestamp", begin_ms.to_string()),
-                ("endTimestamp", end_ms.to_string()),
-                ("_UNIQUE_KEY_QUERY", unique.to_string()),
-            ]);
-            let cmd = RemotingCommand::request(RequestCode::QueryMessage, e);
+            let header = QueryMessageRequestHeader {
+                topic: topic.to_owned(),
+                key: key.to_owned(),
+                max_num: max,
+                begin_timestamp: begin_ms,
+                end_timestamp: end_ms,
+                unique_key_query: unique,
+            };
+            let cmd = request(RequestCode::QueryMessage, &header);
             let resp = self.invoke_broker(addr, cmd, None).await?;
             match resp.response_code() {
                 ResponseCode::Success => {

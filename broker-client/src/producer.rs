@@ -9,11 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rmq_remoting::body::MessageQueue;
+use rmq_remoting::header::{CommandHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader};
 use rmq_remoting::message::{
     self, compress, java_string_hash, keys, sys_flag, BatchItem, MessageExt, Properties,
     UniqIdGenerator,
 };
-use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
 use tracing::{debug, warn};
 
 use crate::client::{MQClient, VERSION_5_0_0};
@@ -531,29 +532,28 @@ impl Producer {
     }
 
     fn build_command(&self, queue: &MessageQueue, req: &SendRequest<'_>) -> RemotingCommand {
-        let mut ext = ExtFields::with_capacity(13);
-        ext.insert("a", self.config.group.as_str());
-        ext.insert("b", req.topic);
-        ext.insert("c", AUTO_CREATE_TOPIC_KEY);
-        ext.insert("d", self.config.default_topic_queue_nums.to_string());
-        ext.insert("e", queue.queue_id.to_string());
-        ext.insert("f", req.sys_flag.to_string());
-        ext.insert("g", now_ms().to_string());
-        ext.insert("h", req.flag.to_string());
-        ext.insert("i", req.properties.as_str());
-        ext.insert("j", req.reconsume_times.to_string());
-        ext.insert("k", "false");
-        if let Some(max) = req.max_reconsume_times {
-            ext.insert("l", max.to_string());
-        }
-        ext.insert("m", if req.batch { "true" } else { "false" });
-        ext.insert("n", queue.broker_name.as_str());
+        let header = SendMessageRequestHeaderV2 {
+            producer_group: self.config.group.clone(),
+            topic: req.topic.to_owned(),
+            default_topic: AUTO_CREATE_TOPIC_KEY.to_owned(),
+            default_topic_queue_nums: self.config.default_topic_queue_nums,
+            queue_id: queue.queue_id,
+            sys_flag: req.sys_flag,
+            born_timestamp: now_ms(),
+            flag: req.flag,
+            properties: Some(req.properties.clone()),
+            reconsume_times: Some(req.reconsume_times),
+            unit_mode: false,
+            max_reconsume_times: req.max_reconsume_times,
+            batch: req.batch,
+            bname: Some(queue.broker_name.clone()),
+        };
         let code = if req.batch {
             RequestCode::SendBatchMessage
         } else {
             RequestCode::SendMessageV2
         };
-        RemotingCommand::request(code, ext).with_body(req.body.clone())
+        crate::consumer_api::request(code, &header).with_body(req.body.clone())
     }
 
     async fn send_request(
@@ -661,28 +661,15 @@ fn send_result(
             })
         }
     };
-    let field = |k: &'static str| -> Result<&str> {
-        resp.ext(k)
-            .ok_or(ClientError::Header(rmq_remoting::HeaderError::Missing(k)))
-    };
-    let parse = |k: &'static str| -> Result<i64> {
-        let v = field(k)?;
-        v.parse().map_err(|_| {
-            ClientError::Header(rmq_remoting::HeaderError::Invalid {
-                field: k,
-                value: v.to_owned(),
-            })
-        })
-    };
-    let queue_id = parse("queueId")? as i32;
+    let h = SendMessageResponseHeader::from_command(&resp)?;
     Ok(SendResult {
         status,
         msg_id: uniq_ids.to_owned(),
-        offset_msg_id: field("msgId")?.to_owned(),
-        queue: MessageQueue::new(queue.topic.clone(), queue.broker_name.clone(), queue_id),
-        queue_offset: parse("queueOffset")?,
-        region_id: resp.ext(keys::MSG_REGION).map(str::to_owned),
-        transaction_id: resp.ext("transactionId").map(str::to_owned),
+        offset_msg_id: h.msg_id,
+        queue: MessageQueue::new(queue.topic.clone(), queue.broker_name.clone(), h.queue_id),
+        queue_offset: h.queue_offset,
+        region_id: h.msg_region,
+        transaction_id: h.transaction_id,
     })
 }
 

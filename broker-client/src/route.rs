@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rmq_remoting::body::{self, perm, MessageQueue, TopicRouteData};
+use rmq_remoting::header::GetRouteInfoRequestHeader;
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use tracing::{debug, warn};
 
@@ -162,9 +163,11 @@ impl NameServerClient {
 
     /// The route of `topic`, or `None` when the name server does not know it.
     pub async fn topic_route(&self, topic: &str) -> Result<Option<TopicRoute>> {
-        let mut ext = ExtFields::new();
-        ext.insert("topic", topic);
-        let cmd = RemotingCommand::request(RequestCode::GetRouteinfoByTopic, ext);
+        let header = GetRouteInfoRequestHeader {
+            topic: topic.to_owned(),
+            accept_standard_json_only: None,
+        };
+        let cmd = crate::consumer_api::request(RequestCode::GetRouteinfoByTopic, &header);
         let (addr, resp) = self.invoke(cmd).await?;
         match resp.response_code() {
             ResponseCode::Success => {

@@ -238,7 +238,8 @@ fn unwrap_inner_batch(outer: MessageExt, out: &mut Vec<MessageExt>) -> Result<()
     let items = batch::decode_batch(&outer.body)?;
     for (i, item) in items.into_iter().enumerate() {
         let mut m = outer.clone();
-        m.queue_offset = outer.queue_offset + i as i64;
+        // Java's `long` arithmetic: a hostile offset near i64::MAX wraps rather than panics.
+        m.queue_offset = outer.queue_offset.wrapping_add(i as i64);
         m.flag = item.flag;
         m.body_crc = item.body_crc;
         m.stored_body = item.body.clone();
@@ -462,5 +463,27 @@ mod tests {
         let mut bad = body.clone();
         bad[0x54] = 0x80; // negative body length
         assert!(decode_messages(&Bytes::from(bad)).is_err());
+    }
+
+    #[test]
+    fn inner_batch_offsets_wrap_instead_of_overflowing() {
+        // Found by fuzz/stored_message: numbering unwrapped items overflowed (a debug panic).
+        let items = vec![
+            batch::BatchItem::new(0, &b"x"[..], Properties::new()),
+            batch::BatchItem::new(0, &b"y"[..], Properties::new()),
+        ];
+        let body = batch::encode_batch(&items).unwrap();
+        let mut m = decode_messages(&Bytes::from(unhex(EXAMPLE_E)))
+            .unwrap()
+            .remove(0);
+        m.sys_flag = sys_flag::INNER_BATCH | sys_flag::NEED_UNWRAP;
+        m.queue_offset = i64::MAX;
+        m.body = body.clone();
+        m.stored_body = body;
+        let mut rec = BytesMut::new();
+        encode_stored(&m, &mut rec).unwrap();
+        let msgs = decode_messages(&rec.freeze()).unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[1].queue_offset, i64::MIN);
     }
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Every check, in the order CI runs them (.ci/run execs this). From a fresh clone:
+#
+#   scripts/test-all.sh
+#
+# 1. cargo fmt --check, cargo clippy -D warnings, and a build of every target (tests included),
+#    all before anything enters the broker's network namespace (there is no network in there).
+# 2. scripts/broker.sh install + start: a real name server and broker on 127.0.0.1, in a
+#    loopback-only network namespace (see scripts/broker.sh). Failing to install or start them
+#    fails the run: tests that need a broker are never skipped.
+# 3. cargo test --workspace inside that namespace, with RMQ_NAMESRV set (offline).
+# 4. The send_and_pull example against the broker, as an end-to-end smoke test.
+# 5. fuzz/run-ci.sh, when it exists (brief fuzzing runs; its own setup).
+# 6. The broker is stopped on exit, failure or interrupt included.
+#
+# Environment: everything scripts/broker.sh reads (RMQ_NAMESRV_PORT, RMQ_BROKER_PORT,
+# RMQ_BROKER_ROOT, RMQ_BROKER_STATE, RMQ_NETNS, ...).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==== %s   [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
+
+broker_started=0
+finish() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if ((broker_started)); then
+        step "stopping the broker"
+        if ! scripts/broker.sh stop; then
+            ((rc != 0)) || rc=1
+        fi
+    fi
+    if ((rc == 0)); then
+        step "all checks passed"
+    else
+        step "FAILED (exit $rc)"
+    fi
+    exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+# The exact test binaries `cargo test` runs, so nothing needs compiling (or fetching) later.
+cargo test --workspace --no-run
+
+step "broker: install"
+scripts/broker.sh install
+
+step "broker: start"
+broker_started=1
+scripts/broker.sh start
+eval "$(scripts/broker.sh env)"
+export RMQ_NAMESRV RMQ_NETNS
+echo "tests reach the name server at RMQ_NAMESRV=$RMQ_NAMESRV (network namespace: $RMQ_NETNS)"
+
+step "cargo test --workspace (RMQ_NAMESRV=$RMQ_NAMESRV)"
+scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true cargo test --workspace
+
+step "example send_and_pull against the broker"
+smoke_topic=CiSmoke_$$
+# New topic (auto-created through TBW102), then the same topic again, then binary headers.
+scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
+    cargo run -q -p rmq-remoting --example send_and_pull -- --topic "$smoke_topic"
+scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
+    cargo run -q -p rmq-remoting --example send_and_pull -- --topic "$smoke_topic" --header rocketmq
+
+if [[ -f fuzz/run-ci.sh ]]; then
+    step "fuzz/run-ci.sh"
+    bash fuzz/run-ci.sh
+else
+    step "fuzz/run-ci.sh absent: no fuzzing"
+fi
