@@ -9,6 +9,8 @@
 #   scripts/broker.sh exec -- CMD...   run CMD where the broker is reachable, with RMQ_NAMESRV set
 #   scripts/broker.sh env              print RMQ_NAMESRV=... and RMQ_NETNS=... (for eval)
 #   scripts/broker.sh logs             tail both logs
+#   scripts/broker.sh stop-broker      stop only the broker, keeping its store (fault tests)
+#   scripts/broker.sh start-broker     start it again and wait until it is ready
 #
 # Loopback only. The name server's own remoting client registers "<primary IP>:<port>" as its
 # address (rocketmq-namesrv bootstrap.rs calls local_ip_address::local_ip(); no setting overrides
@@ -392,6 +394,9 @@ cmd_exec() {
     (($# > 0)) || die "usage: scripts/broker.sh exec -- COMMAND [ARGS...]"
     [[ -n $(pid_of broker) ]] || die "the broker is not running; run: scripts/broker.sh start"
     export RMQ_NAMESRV=$NAMESRV_ADDR RMQ_NETNS=$NETNS
+    # Lets fault tests stop and restart the broker (stop-broker / start-broker).
+    RMQ_BROKER_SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+    export RMQ_BROKER_SCRIPT
     if use_netns; then
         # No network in the namespace: cargo must not try to reach a registry.
         export CARGO_NET_OFFLINE=${CARGO_NET_OFFLINE:-true}
@@ -411,6 +416,21 @@ main() {
         exec 8>"$STATE/.lock"
         flock 8
         cmd_stop
+        ;;
+    stop-broker)
+        # Fault tests: stop the broker alone; its store and the name server stay.
+        exec 8>"$STATE/.lock"
+        flock 8
+        stop_one broker
+        ;;
+    start-broker)
+        exec 8>"$STATE/.lock"
+        flock 8
+        [[ -n $(pid_of namesrv) ]] || die "the name server is not running; run: scripts/broker.sh start"
+        [[ -z $(pid_of broker) ]] || { log "broker already running"; exit 0; }
+        launch broker "$BROKER_BIN" "$STATE/broker.toml" "$BROKER_HEALTH_PORT"
+        wait_ready broker "$BROKER_HEALTH_PORT" $((SECONDS + START_TIMEOUT))
+        log "broker restarted (pid $(pid_of broker))"
         ;;
     status) cmd_status ;;
     exec) cmd_exec "$@" ;;

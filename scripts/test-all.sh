@@ -9,7 +9,8 @@
 #    loopback-only network namespace (see scripts/broker.sh). Failing to install or start them
 #    fails the run: tests that need a broker are never skipped.
 # 3. cargo test --workspace inside that namespace, with RMQ_NAMESRV set (offline).
-# 4. The send_and_pull example against the broker, as an end-to-end smoke test.
+# 4. The send_and_pull, produce and consume examples against the broker, as end-to-end smoke
+#    tests (consume must find all 20 messages, then nothing once offsets are committed).
 # 5. fuzz/run-ci.sh, when it exists (brief fuzzing runs; its own setup).
 # 6. The broker is stopped on exit, failure or interrupt included.
 #
@@ -73,6 +74,21 @@ scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
     cargo run -q -p rmq-remoting --example send_and_pull -- --topic "$smoke_topic"
 scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
     cargo run -q -p rmq-remoting --example send_and_pull -- --topic "$smoke_topic" --header rocketmq
+
+step "examples produce and consume against the broker"
+ex_topic=CiExamples_$$
+scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
+    cargo run -q -p rmq-client --example produce -- --topic "$ex_topic" --count 20 --size 1024 --tag ci --key-prefix k | tail -1
+out=$(scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
+    cargo run -q -p rmq-client --example consume -- --topic "$ex_topic" --group CiExamples --count 20 --timeout 30)
+echo "$out" | tail -1
+[[ $(grep -c ' ci k' <<<"$out") -eq 20 ]] || { echo "consume printed $(grep -c ' ci k' <<<"$out") of 20 messages" >&2; exit 1; }
+# Offsets were committed: nothing is left for the group, so a second run times out (exit 1).
+if scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
+    cargo run -q -p rmq-client --example consume -- --topic "$ex_topic" --group CiExamples --count 1 --timeout 3 >/dev/null 2>&1; then
+    echo "consume found messages after the group had committed everything" >&2
+    exit 1
+fi
 
 if [[ -f fuzz/run-ci.sh ]]; then
     step "fuzz/run-ci.sh"
