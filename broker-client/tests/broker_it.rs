@@ -659,3 +659,48 @@ async fn timer_delivery_follows_the_broker_version() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_by_key_and_by_unique_key() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_query");
+    let key = unique("order");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let hit = p
+        .send(Message::new(&topic, "wanted").with_keys([key.as_str(), "other"]))
+        .await
+        .unwrap();
+    p.send(Message::new(&topic, "noise").with_keys(["unrelated"]))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (by_key, by_id) = loop {
+        // the broker's index is built asynchronously
+        let by_key = c
+            .query_message(&topic, &key, false, 32, now - 60_000, now + 60_000)
+            .await
+            .unwrap();
+        let by_id = c
+            .query_message(&topic, &hit.msg_id, true, 32, now - 60_000, now + 60_000)
+            .await
+            .unwrap();
+        if (!by_key.is_empty() && !by_id.is_empty()) || Instant::now() > deadline {
+            break (by_key, by_id);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(by_key.len(), 1, "{by_key:?}");
+    assert_eq!(&by_key[0].body[..], b"wanted");
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].msg_id(), hit.msg_id);
+    assert!(c
+        .query_message(&topic, "no-such-key", false, 32, now - 60_000, now + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    c.shutdown().await;
+}
