@@ -1,0 +1,236 @@
+//! Gateway configuration: a TOML file, then environment variables, then command-line flags.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub namesrv: Vec<String>,
+    #[serde(default)]
+    pub access_key: Option<String>,
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Serve the stated producers and consumers only (true), as the file is the contract.
+    #[serde(default, rename = "producer")]
+    pub producers: Vec<ProducerConfig>,
+    #[serde(default, rename = "consumer")]
+    pub consumers: Vec<ConsumerConfig>,
+    /// Upper bound of `waitSeconds` on /mq/message.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerConfig {
+    pub name: String,
+    pub topic: String,
+    /// Producer group announced to brokers; the name by default.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Clustering,
+    #[serde(alias = "broadcasting")]
+    Broadcast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    pub name: String,
+    pub topic: String,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    #[serde(default = "default_pull_size")]
+    pub max_pull_size: u32,
+    #[serde(default = "default_timeout")]
+    pub consume_timeout_ms: u64,
+    /// Where a group with no committed offset starts (the guide says the earliest).
+    #[serde(default = "default_start")]
+    pub start_from: StartFrom,
+    /// The broker-side consumer group; the name by default.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_mode() -> Mode {
+    Mode::Clustering
+}
+fn default_pull_size() -> u32 {
+    32
+}
+fn default_timeout() -> u64 {
+    300_000
+}
+fn default_start() -> StartFrom {
+    StartFrom::Earliest
+}
+fn default_max_wait() -> u64 {
+    30
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let c: Config = toml::from_str(text)?;
+        Ok(c)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Environment overrides: RMQ_GATEWAY_LISTEN, RMQ_NAMESRV (`a;b`), RMQ_ACCESS_KEY,
+    /// RMQ_SECRET_KEY.
+    pub fn apply_env(&mut self, env: &HashMap<String, String>) {
+        if let Some(v) = env.get("RMQ_GATEWAY_LISTEN") {
+            self.listen = v.clone();
+        }
+        if let Some(v) = env.get("RMQ_NAMESRV") {
+            self.namesrv = split_addrs(v);
+        }
+        if let Some(v) = env.get("RMQ_ACCESS_KEY") {
+            self.access_key = Some(v.clone());
+        }
+        if let Some(v) = env.get("RMQ_SECRET_KEY") {
+            self.secret_key = Some(v.clone());
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.namesrv.is_empty() {
+            return bad(
+                "no name server: set `namesrv` in the file, RMQ_NAMESRV or --namesrv".into(),
+            );
+        }
+        if self.access_key.is_some() != self.secret_key.is_some() {
+            return bad("access_key and secret_key go together".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.producers {
+            if !seen.insert(("p", p.name.clone())) {
+                return bad(format!("producer {:?} is declared twice", p.name));
+            }
+            rmq_client::producer::validate_topic(&p.topic)
+                .or_else(|e| bad(format!("producer {:?}: {e}", p.name)))?;
+        }
+        for c in &self.consumers {
+            if !seen.insert(("c", c.name.clone())) {
+                return bad(format!("consumer {:?} is declared twice", c.name));
+            }
+            rmq_client::producer::validate_topic(&c.topic)
+                .or_else(|e| bad(format!("consumer {:?}: {e}", c.name)))?;
+            if !(1..=128).contains(&c.max_pull_size) {
+                return bad(format!(
+                    "consumer {:?}: max_pull_size must be 1..=128",
+                    c.name
+                ));
+            }
+            if c.consume_timeout_ms < 1000 {
+                return bad(format!(
+                    "consumer {:?}: consume_timeout_ms below 1000",
+                    c.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn split_addrs(v: &str) -> Vec<String> {
+    v.split([';', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issue_shape_parses_with_defaults() {
+        let c = Config::from_toml(
+            r#"
+listen = "127.0.0.1:8080"
+namesrv = ["127.0.0.1:9876"]
+[[producer]]
+name = "orders-producer"
+topic = "orders"
+[[consumer]]
+name = "orders-consumer"
+topic = "orders"
+mode = "clustering"          # or "broadcast"
+max_pull_size = 32
+consume_timeout_ms = 300000
+[[consumer]]
+name = "b"
+topic = "orders"
+mode = "broadcast"
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.producers[0].topic, "orders");
+        assert_eq!(c.consumers[1].mode, Mode::Broadcast);
+        assert_eq!(c.consumers[1].max_pull_size, 32);
+        assert_eq!(c.consumers[1].consume_timeout_ms, 300_000);
+        assert_eq!(c.consumers[1].start_from, StartFrom::Earliest);
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(Config::from_toml("listen = 1").is_err());
+        assert!(Config::from_toml("lisen = \"x\"").is_err());
+        let c = Config::from_toml("[[producer]]\nname=\"p\"\ntopic=\"bad topic\"").unwrap();
+        assert!(c.validate().is_err(), "no namesrv");
+        let mut c =
+            Config::from_toml("namesrv=[\"a:1\"]\n[[producer]]\nname=\"p\"\ntopic=\"bad topic\"")
+                .unwrap();
+        assert!(c.validate().is_err());
+        c.producers[0].topic = "ok".into();
+        c.validate().unwrap();
+        let env: HashMap<String, String> =
+            [("RMQ_NAMESRV".to_string(), "x:1;y:2".to_string())].into();
+        c.apply_env(&env);
+        assert_eq!(c.namesrv, vec!["x:1", "y:2"]);
+    }
+}
