@@ -668,17 +668,34 @@ impl Gateway {
             return Ok(Attempt::Skipped);
         }
         let mq = scope.mq(key);
-        // The broker's committed offset is the truth: another instance may have moved it.
-        let offset = self.start_offset(scope, &mq).await?;
         let timeout = scope.cfg.consume_timeout_ms as i64;
+        let provisional = scope
+            .table
+            .lock()
+            .get(key)
+            .and_then(|s| s.committed)
+            .unwrap_or(0);
         let lease = match scope
             .table
             .lock()
-            .lease(key, offset, now_ms(), timeout, client_ip)
+            .lease(key, provisional, now_ms(), timeout, client_ip)
         {
             Ok(l) => l,
             Err(_) => return Ok(Attempt::Skipped),
         };
+        // The broker's committed offset is the truth (another instance may have moved it); read
+        // it only now that the lease keeps this instance's other requests off the queue.
+        let offset = match self.start_offset(scope, &mq).await {
+            Ok(o) => o,
+            Err(e) => {
+                scope.table.lock().release(key, lease.lock_time);
+                return Err(e);
+            }
+        };
+        scope
+            .table
+            .lock()
+            .rebase_lease(key, lease.lock_time, offset);
         if let Some(h) = scope.held.lock().get_mut(key) {
             h.idle_since = None;
         }

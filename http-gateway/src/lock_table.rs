@@ -196,6 +196,23 @@ impl ScopeTable {
         Ok(lease)
     }
 
+    /// Sets the lease's first offset (and the committed offset) once the broker's committed
+    /// offset was read under the lease. Reading it before leasing could see an offset another
+    /// request of this instance commits a moment later, and serve that batch twice.
+    pub fn rebase_lease(&mut self, key: &QueueKey, lock_time: i64, offset: i64) -> bool {
+        match self.queues.get_mut(key) {
+            Some(s) => match s.lease.as_mut().filter(|l| l.lock_time == lock_time) {
+                Some(l) => {
+                    l.offset = offset;
+                    s.committed = Some(offset);
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        }
+    }
+
     /// Records what the pull under `lock_time` returned.
     pub fn record_pull(
         &mut self,
@@ -444,6 +461,21 @@ mod tests {
         );
         let forced = AckToken { force: true, ..tok };
         assert_eq!(t.ack(&k(0), &forced), AckOutcome::Commit { from: 5, to: 6 });
+    }
+
+    #[test]
+    fn rebase_sets_the_batch_start_under_the_lease() {
+        let mut t = table(1);
+        let l = t.lease(&k(0), 0, 1000, T, None).unwrap();
+        assert!(t.rebase_lease(&k(0), l.lock_time, 20));
+        assert!(!t.rebase_lease(&k(0), l.lock_time + 1, 30));
+        let tok = AckToken {
+            offset: 20,
+            next_offset: 25,
+            lock_time: l.lock_time,
+            force: false,
+        };
+        assert_eq!(t.ack(&k(0), &tok), AckOutcome::Commit { from: 20, to: 25 });
     }
 
     #[test]
