@@ -92,6 +92,18 @@ impl Decoder for RemotingCodec {
             None => Ok(None),
         }
     }
+
+    /// A stream that ends inside a frame lost data: say so instead of reporting a clean close.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<RemotingCommand>, CodecError> {
+        match self.decode(src)? {
+            Some(cmd) => Ok(Some(cmd)),
+            None if src.is_empty() && matches!(self.state, State::Head) => Ok(None),
+            None => Err(CodecError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed in the middle of a frame",
+            ))),
+        }
+    }
 }
 
 impl Encoder<RemotingCommand> for RemotingCodec {
@@ -189,6 +201,20 @@ mod tests {
             RemotingCodec::new().decode(&mut buf),
             Err(CodecError::UnknownSerializeType(2))
         ));
+    }
+
+    #[test]
+    fn eof_inside_a_frame_is_an_error() {
+        let frame = route_request().to_frame().unwrap();
+        for cut in [2, 4, 10] {
+            let mut codec = RemotingCodec::new();
+            let mut buf = BytesMut::from(&frame[..cut]);
+            assert!(codec.decode_eof(&mut buf).is_err(), "cut {cut}");
+        }
+        let mut codec = RemotingCodec::new();
+        let mut buf = BytesMut::from(&frame[..]);
+        assert!(codec.decode_eof(&mut buf).unwrap().is_some());
+        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
     }
 
     #[test]

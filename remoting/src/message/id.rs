@@ -14,7 +14,8 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+    // from_str_radix would take a leading '+'; an id is hex digits only.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -177,6 +178,7 @@ mod tests {
         assert!(OffsetMsgId::decode("ZZ").is_err());
         assert!(OffsetMsgId::decode("C0A8011400002A9F00000000075BCD1").is_err());
         assert!(OffsetMsgId::decode("é0A8011400002A9F00000000075BCD1").is_err());
+        assert!(OffsetMsgId::decode("+0A8011400002A9F00000000075BCD15").is_err());
     }
 
     #[test]
