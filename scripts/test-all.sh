@@ -11,8 +11,9 @@
 # 3. cargo test --workspace inside that namespace, with RMQ_NAMESRV set (offline).
 # 4. The send_and_pull, produce and consume examples against the broker, as end-to-end smoke
 #    tests (consume must find all 20 messages, then nothing once offsets are committed).
-# 5. fuzz/run-ci.sh, when it exists (brief fuzzing runs; its own setup).
-# 6. The broker is stopped on exit, failure or interrupt included.
+# 5. The benchmarks in quick mode (they must run; their numbers are not judged).
+# 6. fuzz/run-ci.sh, when it exists (brief fuzzing runs; its own setup).
+# 7. The broker is stopped on exit, failure or interrupt included.
 #
 # Environment: everything scripts/broker.sh reads (RMQ_NAMESRV_PORT, RMQ_BROKER_PORT,
 # RMQ_BROKER_ROOT, RMQ_BROKER_STATE, RMQ_NETNS, ...).
@@ -53,6 +54,8 @@ step "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
 # The exact test binaries `cargo test` runs, so nothing needs compiling (or fetching) later.
 cargo test --workspace --no-run
+# The benchmarks run in quick mode below (they must keep working; their numbers are not judged).
+cargo bench -p rmq-benches --no-run
 
 step "broker: install"
 scripts/broker.sh install
@@ -89,6 +92,11 @@ if scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
     echo "consume found messages after the group had committed everything" >&2
     exit 1
 fi
+
+step "benchmarks, quick mode (codec; client against the broker)"
+BENCH_QUICK=1 cargo bench -q -p rmq-benches --bench codec
+scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true BENCH_QUICK=1 \
+    cargo bench -q -p rmq-benches --bench client
 
 if [[ -f fuzz/run-ci.sh ]]; then
     step "fuzz/run-ci.sh"
