@@ -574,7 +574,7 @@ impl Gateway {
                 }
             }
             let remaining = deadline - now_ms();
-            if remaining <= 0 {
+            if remaining <= 0 || self.stopping.load(Ordering::Acquire) {
                 if let Some(e) = last_err {
                     return Err(e);
                 }
@@ -971,9 +971,17 @@ impl Gateway {
         }
     }
 
+    /// Refuses new fetches and ends long polls at once (their queues stay unleased).
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for n in self.arrivals.lock().values() {
+            n.notify_waiters();
+        }
+    }
+
     /// Stops serving, gives every broker lock back, unregisters from the brokers.
     pub async fn shutdown(&self) {
-        self.stopping.store(true, Ordering::Release);
+        self.begin_shutdown();
         let scopes: Vec<Arc<Scope>> = self
             .consumers
             .values()

@@ -45,7 +45,7 @@ fn parse_args() -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(gw: std::sync::Arc<Gateway>) {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -59,6 +59,7 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     info!("shutting down: no new requests, giving queues back");
+    gw.begin_shutdown();
 }
 
 #[tokio::main]
@@ -91,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown_signal(gw.clone()))
     .await
     .context("server")?;
     maint.abort();
