@@ -833,6 +833,25 @@ impl Gateway {
             .await
         {
             Ok(Some(c)) if c == rid.offset && rid.next_offset > c => {
+                // No lease vouches for this requestId: never commit past the queue's end, or a
+                // forged or garbled nextOffset would skip every message up to it.
+                match self.client.max_offset(mq).await {
+                    Ok(max) if rid.next_offset > max => {
+                        return AckInfo {
+                            status: 400,
+                            message: format!(
+                                "requestId {desc} ends beyond the max offset {max}: not committed"
+                            ),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return AckInfo {
+                            status: 500,
+                            message: format!("ack failed {desc}: {e}"),
+                        }
+                    }
+                }
                 match self
                     .client
                     .update_consumer_offset(&scope.broker_group, mq, rid.next_offset, false)
