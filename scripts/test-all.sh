@@ -56,6 +56,13 @@ cargo build --workspace --all-targets
 cargo test --workspace --no-run
 # The benchmarks run in quick mode below (they must keep working; their numbers are not judged).
 cargo bench -p rmq-benches --no-run
+# The gateway benchmark starts the release binary and drives it with wrk (Debian's package;
+# without it the benchmark falls back to its own load loop).
+cargo build --release -p rmq-gateway
+if ! command -v wrk >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } ||
+        echo "wrk could not be installed; the gateway benchmark uses its own load loop"
+fi
 
 step "broker: install"
 scripts/broker.sh install
@@ -93,10 +100,12 @@ if scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
     exit 1
 fi
 
-step "benchmarks, quick mode (codec; client against the broker)"
+step "benchmarks, quick mode (codec; client and gateway against the broker)"
 BENCH_QUICK=1 cargo bench -q -p rmq-benches --bench codec
 scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true BENCH_QUICK=1 \
     cargo bench -q -p rmq-benches --bench client
+scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true BENCH_QUICK=1 \
+    cargo bench -q -p rmq-benches --bench gateway
 
 if [[ -f fuzz/run-ci.sh ]]; then
     step "fuzz/run-ci.sh"

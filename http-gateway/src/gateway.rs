@@ -112,6 +112,9 @@ pub struct Scope {
     cfg: ConsumerConfig,
     table: Mutex<ScopeTable>,
     held: Mutex<HashMap<QueueKey, Held>>,
+    /// Broker locks being given back: not leasable until the unlock has been answered, or the
+    /// unlock could land after a new lease and free a queue this instance serves.
+    releasing: Mutex<std::collections::HashSet<QueueKey>>,
     queues_at: Mutex<i64>,
 }
 
@@ -198,16 +201,18 @@ pub struct Gateway {
     stopping: AtomicBool,
 }
 
+/// A clientId as part of a group name: `[A-Za-z0-9-]` kept, every other byte as `_XX` (hex),
+/// so distinct clientIds never share a broker group.
 fn sanitize_group_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02X}"));
+        }
+    }
+    out
 }
 
 impl Gateway {
@@ -468,6 +473,7 @@ impl Gateway {
             cfg: entry.cfg.clone(),
             table: Mutex::new(ScopeTable::new()),
             held: Mutex::new(HashMap::new()),
+            releasing: Mutex::new(std::collections::HashSet::new()),
             queues_at: Mutex::new(0),
         });
         self.client.register_consumer(ConsumerData {
@@ -603,6 +609,9 @@ impl Gateway {
         key: &QueueKey,
         now: i64,
     ) -> Result<bool, GatewayError> {
+        if scope.releasing.lock().contains(key) {
+            return Ok(false);
+        }
         if let Some(h) = scope.held.lock().get(key) {
             if now - h.renewed_at < LOCK_TRUST_MS {
                 return Ok(true);
@@ -814,6 +823,10 @@ impl Gateway {
                 status: 409,
                 message: format!("offset has committed {desc}: committed is {committed:?}"),
             },
+            AckOutcome::Mismatch { expected } => AckInfo {
+                status: 400,
+                message: format!("ack illegal {desc}: the batch ends at {expected}"),
+            },
             AckOutcome::LockNotExist => self.foreign_ack(scope, rid, &mq, &desc).await,
         }
     }
@@ -921,11 +934,14 @@ impl Gateway {
             .collect();
         let now = now_ms();
         for scope in scopes {
-            let leased = scope.table.lock().leased(now);
+            self.settle_foreign_acks(&scope, now).await;
             let mut renew: HashMap<String, Vec<MessageQueue>> = HashMap::new();
             let mut release: HashMap<String, Vec<(QueueKey, MessageQueue)>> = HashMap::new();
             {
                 let mut held = scope.held.lock();
+                // Read the leases under the `held` lock: `attempt` re-checks `held` after leasing,
+                // so a queue is either seen leased here or seen released there.
+                let leased = scope.table.lock().leased(now);
                 for (key, h) in held.iter_mut() {
                     if leased.contains(key) {
                         h.idle_since = None;
@@ -944,13 +960,16 @@ impl Gateway {
                             .push(scope.mq(key));
                     }
                 }
+                let mut releasing = scope.releasing.lock();
                 for list in release.values() {
                     for (k, _) in list {
                         held.remove(k);
+                        releasing.insert(k.clone());
                     }
                 }
             }
             for (broker, items) in release {
+                let keys: Vec<QueueKey> = items.iter().map(|(k, _)| k.clone()).collect();
                 let mqs: Vec<MessageQueue> = items.into_iter().map(|(_, m)| m).collect();
                 if let Err(e) = self
                     .client
@@ -958,6 +977,10 @@ impl Gateway {
                     .await
                 {
                     debug!(error = %e, "unlock of idle queues failed; the broker lets them expire");
+                }
+                let mut releasing = scope.releasing.lock();
+                for k in &keys {
+                    releasing.remove(k);
                 }
             }
             for (broker, mqs) in renew {
@@ -995,6 +1018,25 @@ impl Gateway {
         self.stopping.store(true, Ordering::Release);
         for n in self.arrivals.lock().values() {
             n.notify_waiters();
+        }
+    }
+
+    /// Ends leases whose batch another instance committed (an ack that went to another gateway
+    /// behind a load balancer), so the queue does not wait for the consume timeout.
+    async fn settle_foreign_acks(&self, scope: &Scope, now: i64) {
+        let timeout = scope.cfg.consume_timeout_ms as i64;
+        let pending = scope.table.lock().pending_batches(now, 2_000, timeout);
+        for key in pending {
+            let mq = scope.mq(&key);
+            if let Ok(Some(c)) = self
+                .client
+                .query_consumer_offset(&scope.broker_group, &mq)
+                .await
+            {
+                if scope.table.lock().settle_committed_elsewhere(&key, c) {
+                    debug!(queue = ?key, committed = c, "batch acked through another instance");
+                }
+            }
         }
     }
 

@@ -101,6 +101,8 @@ pub enum AckOutcome {
     Stale { current_lock_time: i64 },
     /// The committed offset is no longer the batch's first offset.
     OffsetMoved { committed: Option<i64> },
+    /// The token's batch end is not where the lease's pull ended (an altered requestId).
+    Mismatch { expected: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,6 +272,12 @@ impl ScopeTable {
                 committed: s.committed,
             };
         }
+        // The pull recorded where the batch ends; a requestId claiming more is refused.
+        if let Some(n) = lease.next_offset {
+            if n != t.next_offset {
+                return AckOutcome::Mismatch { expected: n };
+            }
+        }
         let from = s.committed.unwrap_or(t.offset);
         if !t.force && t.next_offset <= from {
             s.lease = None;
@@ -294,6 +302,41 @@ impl ScopeTable {
                 }
             }
         }
+    }
+
+    /// Leases whose batch was committed by someone else (an ack that reached another gateway
+    /// instance): with the broker's committed offset at or past the batch's end, the lease
+    /// ends. Returns the queues released.
+    pub fn settle_committed_elsewhere(&mut self, key: &QueueKey, broker_committed: i64) -> bool {
+        let Some(s) = self.queues.get_mut(key) else {
+            return false;
+        };
+        let done = s.lease.as_ref().is_some_and(|l| {
+            !l.committing
+                && l.next_offset
+                    .is_some_and(|n| n > l.offset && broker_committed >= n)
+        });
+        if done {
+            s.lease = None;
+            s.committed = Some(broker_committed);
+        }
+        done
+    }
+
+    /// Leases older than `min_age_ms` that hold a pulled batch: (queue, lock_time).
+    pub fn pending_batches(&self, now: i64, min_age_ms: i64, timeout_ms: i64) -> Vec<QueueKey> {
+        self.queues
+            .iter()
+            .filter(|(_, s)| {
+                s.lease.as_ref().is_some_and(|l| {
+                    !l.committing
+                        && l.next_offset.is_some()
+                        && l.expires_at > now
+                        && now - (l.expires_at - timeout_ms) >= min_age_ms
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Sets the committed offset outside any lease (offset reset, OFFSET_ILLEGAL correction).
@@ -476,6 +519,34 @@ mod tests {
             force: false,
         };
         assert_eq!(t.ack(&k(0), &tok), AckOutcome::Commit { from: 20, to: 25 });
+    }
+
+    #[test]
+    fn altered_batch_ends_are_refused() {
+        let mut t = table(1);
+        let l = t.lease(&k(0), 0, 1000, T, None).unwrap();
+        t.record_pull(&k(0), l.lock_time, 5, 5, true, 1000);
+        let tok = AckToken {
+            offset: 0,
+            next_offset: 500,
+            lock_time: l.lock_time,
+            force: false,
+        };
+        assert_eq!(t.ack(&k(0), &tok), AckOutcome::Mismatch { expected: 5 });
+        assert_eq!(t.get(&k(0)).unwrap().committed, Some(0));
+    }
+
+    #[test]
+    fn a_batch_committed_elsewhere_ends_the_lease() {
+        let mut t = table(1);
+        let l = t.lease(&k(0), 10, 1000, T, None).unwrap();
+        t.record_pull(&k(0), l.lock_time, 15, 15, true, 1000);
+        assert!(t.pending_batches(1500, 1000, T).is_empty());
+        assert_eq!(t.pending_batches(2000, 1000, T), vec![k(0)]);
+        assert!(!t.settle_committed_elsewhere(&k(0), 10));
+        assert!(t.settle_committed_elsewhere(&k(0), 15));
+        assert_eq!(t.get(&k(0)).unwrap().committed, Some(15));
+        assert_eq!(t.candidates(2001, 0), vec![k(0)]);
     }
 
     #[test]
