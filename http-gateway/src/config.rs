@@ -21,6 +21,9 @@ pub struct Config {
     pub producers: Vec<ProducerConfig>,
     #[serde(default, rename = "consumer")]
     pub consumers: Vec<ConsumerConfig>,
+    /// Enables `POST /mq/consumer/config` for callers sending `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub admin_token: Option<String>,
     /// Upper bound of `waitSeconds` on /mq/message.
     #[serde(default = "default_max_wait")]
     pub max_wait_seconds: u64,
@@ -117,7 +120,7 @@ impl Config {
     }
 
     /// Environment overrides: RMQ_GATEWAY_LISTEN, RMQ_NAMESRV (`a;b`), RMQ_ACCESS_KEY,
-    /// RMQ_SECRET_KEY.
+    /// RMQ_SECRET_KEY, RMQ_GATEWAY_ADMIN_TOKEN.
     pub fn apply_env(&mut self, env: &HashMap<String, String>) {
         if let Some(v) = env.get("RMQ_GATEWAY_LISTEN") {
             self.listen = v.clone();
@@ -130,6 +133,9 @@ impl Config {
         }
         if let Some(v) = env.get("RMQ_SECRET_KEY") {
             self.secret_key = Some(v.clone());
+        }
+        if let Some(v) = env.get("RMQ_GATEWAY_ADMIN_TOKEN") {
+            self.admin_token = Some(v.clone());
         }
     }
 

@@ -43,6 +43,9 @@ pub enum GatewayError {
     /// 500: the broker or the gateway failed.
     #[error("{0}")]
     Internal(String),
+    /// 403: the admin API refused the caller.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl GatewayError {
@@ -51,6 +54,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => 400,
             GatewayError::Unknown(_) => 300,
             GatewayError::Internal(_) => 500,
+            GatewayError::Forbidden(_) => 403,
         }
     }
 
@@ -116,6 +120,19 @@ pub struct Scope {
     /// unlock could land after a new lease and free a queue this instance serves.
     releasing: Mutex<std::collections::HashSet<QueueKey>>,
     queues_at: Mutex<i64>,
+    settings: Mutex<ScopeSettings>,
+}
+
+/// Runtime settings of a scope, changed through `/mq/consumer/config`. They live in this
+/// instance's memory: send the call to every instance.
+#[derive(Debug, Clone)]
+pub struct ScopeSettings {
+    pub paused: bool,
+    pub max_pull_size: u32,
+    pub consume_timeout_ms: u64,
+    pub rate: Option<crate::rate::RateLimiter>,
+    /// Unique keys of messages to hand out again in `retryMsgList` (MQCloud's resend).
+    pub resend: std::collections::VecDeque<String>,
 }
 
 impl Scope {
@@ -150,6 +167,34 @@ pub struct MessageQueueView {
     pub topic: String,
     pub broker_name: String,
     pub queue_id: i32,
+}
+
+/// One queue's line in the backlog report.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueOffsetView {
+    pub message_queue: MessageQueueView,
+    pub max_offset: i64,
+    pub committed_offset: Option<i64>,
+    pub backlog: i64,
+    pub lock_timestamp: Option<i64>,
+    pub last_consume_timestamp: Option<i64>,
+    pub last_consume_client_ip: Option<String>,
+    pub broker_group: String,
+}
+
+/// The body of `/mq/consumer/config` (MQCloud's ConsumerConfigParam).
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerConfigChange {
+    pub consumer: String,
+    pub client_id: Option<String>,
+    pub max_pull_size: Option<u32>,
+    pub consume_timeout_ms: Option<u64>,
+    pub pause: Option<bool>,
+    pub rate_limit_enabled: Option<bool>,
+    pub limit_rate: Option<f64>,
+    pub reset_offset_timestamp: Option<i64>,
+    pub retry_msg_id: Option<String>,
 }
 
 /// What `/mq/message` returns.
@@ -199,6 +244,7 @@ pub struct Gateway {
     instance_id: String,
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
     stopping: AtomicBool,
+    admin_token: Option<String>,
 }
 
 /// A clientId as part of a group name: `[A-Za-z0-9-]` kept, every other byte as `_XX` (hex),
@@ -267,11 +313,39 @@ impl Gateway {
             instance_id,
             arrivals: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
+            admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         }))
     }
 
     pub fn client(&self) -> &MQClient {
         &self.client
+    }
+
+    /// Whether `authorization` (an HTTP Authorization header) may change consumer settings.
+    pub fn admin_allowed(&self, authorization: Option<&str>) -> Result<(), GatewayError> {
+        let Some(token) = &self.admin_token else {
+            return Err(GatewayError::Forbidden(
+                "the admin API is off: set admin_token (or RMQ_GATEWAY_ADMIN_TOKEN)".into(),
+            ));
+        };
+        let given = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim);
+        // Compare without an early exit, so timing does not tell how much matched.
+        let ok = given.is_some_and(|g| {
+            g.len() == token.len()
+                && g.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden(
+                "missing or wrong admin token".into(),
+            ))
+        }
     }
 
     pub fn instance_id(&self) -> &str {
@@ -346,8 +420,24 @@ impl Gateway {
             .send_with(msg, selector)
             .await
             .map_err(GatewayError::from_send)?;
+        self.note_arrival(&res);
         self.arrivals(&p.topic).notify_waiters();
         Ok(res)
+    }
+
+    /// Tells the consumers of the topic that a queue has a new message, so a fetch right after
+    /// does not skip it as "found empty a moment ago".
+    fn note_arrival(&self, r: &SendResult) {
+        let key = QueueKey::new(false, r.queue.broker_name.clone(), r.queue.queue_id);
+        for entry in self
+            .consumers
+            .values()
+            .filter(|c| c.cfg.topic == r.queue.topic)
+        {
+            for scope in entry.scopes.lock().values() {
+                scope.table.lock().note_message(&key, r.queue_offset);
+            }
+        }
     }
 
     /// Sends each body; the result lists one outcome per input, in order.
@@ -395,7 +485,13 @@ impl Gateway {
         for c in pending {
             let idx: Vec<usize> = c.iter().map(|(i, _)| *i).collect();
             let msgs: Vec<Message> = c.into_iter().map(|(_, m)| m).collect();
+            let n = msgs.len() as i64;
             let r = p.producer.send_batch(msgs, QueueSelector::RoundRobin).await;
+            if let Ok(res) = &r {
+                let mut last = res.clone();
+                last.queue_offset += n - 1;
+                self.note_arrival(&last);
+            }
             for i in idx {
                 results[i] = Some(match &r {
                     Ok(_) => Ok(()),
@@ -475,6 +571,13 @@ impl Gateway {
             held: Mutex::new(HashMap::new()),
             releasing: Mutex::new(std::collections::HashSet::new()),
             queues_at: Mutex::new(0),
+            settings: Mutex::new(ScopeSettings {
+                paused: false,
+                max_pull_size: entry.cfg.max_pull_size,
+                consume_timeout_ms: entry.cfg.consume_timeout_ms,
+                rate: None,
+                resend: std::collections::VecDeque::new(),
+            }),
         });
         self.client.register_consumer(ConsumerData {
             consume_from_where: match entry.cfg.start_from {
@@ -546,11 +649,80 @@ impl Gateway {
             Some(rid) => Some(self.ack_in(&scope, rid).await),
             None => None,
         };
+        let (paused, limited, resend) = {
+            let mut st = scope.settings.lock();
+            let limited = st
+                .rate
+                .as_mut()
+                .is_some_and(|r| !r.try_acquire(now_ms(), 1.0));
+            (st.paused, limited, st.resend.pop_front())
+        };
+        let status = if paused {
+            Some("PAUSED")
+        } else if limited {
+            Some("RATE_LIMITED")
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            return Ok(FetchResult {
+                status,
+                request_id: None,
+                messages: Vec::new(),
+                retry_messages: Vec::new(),
+                ack_info,
+                queue_info: None,
+            });
+        }
+        let mut resent = Vec::new();
+        if let Some(id) = resend {
+            resent = self.find_by_unique_key(&scope.topic, &id).await;
+            if resent.is_empty() {
+                warn!(msg_id = %id, "message to resend not found");
+            }
+        }
         if now_ms() - *scope.queues_at.lock() > QUEUE_REFRESH_MS {
             if let Err(e) = self.refresh_queues(&scope).await {
                 warn!(error = %e, "queue refresh failed");
             }
         }
+        let mut result = self.fetch_batch(&scope, &r, ack_info).await?;
+        if let Some(rate) = scope.settings.lock().rate.as_mut() {
+            rate.take(result.messages.len() as f64 + result.retry_messages.len() as f64 - 1.0);
+        }
+        resent.append(&mut result.retry_messages);
+        result.retry_messages = resent;
+        if result.status == "NO_NEW_MSG" && !result.retry_messages.is_empty() {
+            result.status = "FOUND";
+        }
+        Ok(result)
+    }
+
+    async fn find_by_unique_key(&self, topic: &str, id: &str) -> Vec<MessageExt> {
+        let now = now_ms();
+        // UNIQ_KEYs carry no time the broker can use; search the broker's whole index window.
+        match self
+            .client
+            .query_message(topic, id, true, 32, 0, now + 60_000)
+            .await
+        {
+            Ok(mut v) => {
+                v.truncate(1);
+                v
+            }
+            Err(e) => {
+                warn!(msg_id = %id, error = %e, "query by unique key failed");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn fetch_batch(
+        &self,
+        scope: &Arc<Scope>,
+        r: &FetchRequest,
+        ack_info: Option<AckInfo>,
+    ) -> Result<FetchResult, GatewayError> {
         let deadline = now_ms() + r.wait.as_millis() as i64;
         let arrivals = self.arrivals(&scope.topic);
         loop {
@@ -567,7 +739,7 @@ impl Gateway {
                 if recently_empty {
                     continue;
                 }
-                match self.attempt(&scope, &key, r.client_ip.clone()).await {
+                match self.attempt(scope, &key, r.client_ip.clone()).await {
                     Ok(Attempt::Found(mut res)) => {
                         res.ack_info = ack_info;
                         return Ok(res);
@@ -677,7 +849,7 @@ impl Gateway {
             return Ok(Attempt::Skipped);
         }
         let mq = scope.mq(key);
-        let timeout = scope.cfg.consume_timeout_ms as i64;
+        let timeout = scope.settings.lock().consume_timeout_ms as i64;
         let provisional = scope
             .table
             .lock()
@@ -709,7 +881,7 @@ impl Gateway {
             h.idle_since = None;
         }
         let mut req = PullRequest::new(scope.broker_group.clone(), offset);
-        req.max_msgs = scope.cfg.max_pull_size as i32;
+        req.max_msgs = scope.settings.lock().max_pull_size as i32;
         let pulled = self.client.pull(&mq, &req).await;
         let r = match pulled {
             Ok(r) => r,
@@ -1024,7 +1196,7 @@ impl Gateway {
     /// Ends leases whose batch another instance committed (an ack that went to another gateway
     /// behind a load balancer), so the queue does not wait for the consume timeout.
     async fn settle_foreign_acks(&self, scope: &Scope, now: i64) {
-        let timeout = scope.cfg.consume_timeout_ms as i64;
+        let timeout = scope.settings.lock().consume_timeout_ms as i64;
         let pending = scope.table.lock().pending_batches(now, 2_000, timeout);
         for key in pending {
             let mq = scope.mq(&key);
@@ -1038,6 +1210,226 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    // ---- administration (MQCloud's calls) ----------------------------------------------
+
+    fn consumer_entry(&self, consumer: &str) -> Result<&Arc<ConsumerEntry>, GatewayError> {
+        self.consumers.get(consumer).ok_or_else(|| {
+            GatewayError::BadRequest(format!(
+                "unknown consumer {consumer:?}: not in the gateway's configuration"
+            ))
+        })
+    }
+
+    /// The scopes a config call or report is about: the clustering group, one broadcast
+    /// clientId, or every broadcast clientId this instance has seen.
+    async fn scopes_for(
+        &self,
+        consumer: &str,
+        client_id: Option<&str>,
+    ) -> Result<Vec<(Option<String>, Arc<Scope>)>, GatewayError> {
+        let entry = self.consumer_entry(consumer)?;
+        match (entry.cfg.mode, client_id) {
+            (Mode::Clustering, _) => {
+                let s = self.scope(consumer, &entry.cfg.topic.clone(), None).await?;
+                Ok(vec![(None, s)])
+            }
+            (Mode::Broadcast, Some(c)) => {
+                let s = self
+                    .scope(consumer, &entry.cfg.topic.clone(), Some(c))
+                    .await?;
+                Ok(vec![(Some(c.to_owned()), s)])
+            }
+            (Mode::Broadcast, None) => Ok(entry
+                .scopes
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()),
+        }
+    }
+
+    /// Backlog per queue: the broker's max and committed offsets, and this instance's leases.
+    pub async fn queue_offsets(
+        &self,
+        consumer: &str,
+        client_id: Option<&str>,
+    ) -> Result<Vec<(Option<String>, Vec<QueueOffsetView>)>, GatewayError> {
+        let mut out = Vec::new();
+        for (cid, scope) in self.scopes_for(consumer, client_id).await? {
+            // (queue, lock time, last consume, last client ip)
+            type Row = (QueueKey, Option<i64>, Option<i64>, Option<String>);
+            let keys: Vec<Row> = scope
+                .table
+                .lock()
+                .queues()
+                .map(|(k, s)| {
+                    (
+                        k.clone(),
+                        s.lease.as_ref().map(|l| l.lock_time),
+                        s.last_consume_ms,
+                        s.last_client_ip.clone(),
+                    )
+                })
+                .collect();
+            let mut views = Vec::with_capacity(keys.len());
+            for (key, lock, last, ip) in keys {
+                let mq = scope.mq(&key);
+                let max = self.client.max_offset(&mq).await.map_err(internal)?;
+                let committed = self
+                    .client
+                    .query_consumer_offset(&scope.broker_group, &mq)
+                    .await
+                    .map_err(internal)?;
+                views.push(QueueOffsetView {
+                    message_queue: MessageQueueView {
+                        topic: mq.topic.clone(),
+                        broker_name: mq.broker_name.clone(),
+                        queue_id: mq.queue_id,
+                    },
+                    max_offset: max,
+                    committed_offset: committed,
+                    backlog: (max - committed.unwrap_or(0)).max(0),
+                    lock_timestamp: lock,
+                    last_consume_timestamp: last,
+                    last_consume_client_ip: ip,
+                    broker_group: scope.broker_group.clone(),
+                });
+            }
+            out.push((cid, views));
+        }
+        Ok(out)
+    }
+
+    /// MQCloud's `/mq/consumer/config`: pause, rate limit, pull size, timeout, offset reset,
+    /// resend. Returns what was done.
+    pub async fn configure(&self, c: ConsumerConfigChange) -> Result<Vec<String>, GatewayError> {
+        if let Some(n) = c.max_pull_size {
+            if !(1..=128).contains(&n) {
+                return Err(GatewayError::BadRequest(
+                    "maxPullSize must be 1..128".into(),
+                ));
+            }
+        }
+        if let Some(t) = c.consume_timeout_ms {
+            if !(10_000..=129_600_000).contains(&t) {
+                return Err(GatewayError::BadRequest(
+                    "consumeTimeoutInMillis must be 10000..129600000".into(),
+                ));
+            }
+        }
+        if let Some(r) = c.limit_rate {
+            if r < 1.0 {
+                return Err(GatewayError::BadRequest(
+                    "limitRate must be at least 1".into(),
+                ));
+            }
+        }
+        if c.reset_offset_timestamp.is_some_and(|t| t < 0) {
+            return Err(GatewayError::BadRequest(
+                "resetOffsetTimestamp must be >= 0".into(),
+            ));
+        }
+        let scopes = self.scopes_for(&c.consumer, c.client_id.as_deref()).await?;
+        if scopes.is_empty() {
+            return Err(GatewayError::BadRequest(format!(
+                "no clientId of broadcast consumer {} has fetched through this instance yet; pass clientId",
+                c.consumer
+            )));
+        }
+        let mut done = Vec::new();
+        for (cid, scope) in scopes {
+            let who = match &cid {
+                Some(c) => format!("{}:{c}", scope.broker_group),
+                None => scope.broker_group.clone(),
+            };
+            {
+                let mut st = scope.settings.lock();
+                if let Some(p) = c.pause {
+                    st.paused = p;
+                    done.push(format!("{who} pause={p}"));
+                }
+                if let Some(n) = c.max_pull_size {
+                    st.max_pull_size = n;
+                    done.push(format!("{who} maxPullSize={n}"));
+                }
+                if let Some(t) = c.consume_timeout_ms {
+                    st.consume_timeout_ms = t;
+                    done.push(format!("{who} consumeTimeoutInMillis={t}"));
+                }
+                match (c.rate_limit_enabled, c.limit_rate) {
+                    (Some(false), _) => {
+                        st.rate = None;
+                        done.push(format!("{who} rate limit off"));
+                    }
+                    (Some(true), r) | (None, r @ Some(_)) => {
+                        let per_sec = r
+                            .or(st.rate.as_ref().map(|x| x.per_sec()))
+                            .unwrap_or(1024.0);
+                        st.rate = Some(crate::rate::RateLimiter::new(per_sec, now_ms()));
+                        done.push(format!("{who} rate limit {per_sec}/s"));
+                    }
+                    (None, None) => {}
+                }
+                if let Some(id) = c.retry_msg_id.as_deref().filter(|s| !s.is_empty()) {
+                    st.resend.push_back(id.to_owned());
+                    done.push(format!("{who} resend {id} at the next fetch"));
+                }
+            }
+            if let Some(ts) = c.reset_offset_timestamp {
+                self.refresh_queues(&scope).await?;
+                let keys: Vec<QueueKey> = scope
+                    .table
+                    .lock()
+                    .queues()
+                    .map(|(k, _)| k.clone())
+                    .filter(|k| !k.retry)
+                    .collect();
+                scope.table.lock().drop_leases();
+                let mut refused = Vec::new();
+                for key in keys {
+                    let mq = scope.mq(&key);
+                    let off = self.client.search_offset(&mq, ts).await.map_err(internal)?;
+                    self.client
+                        .update_consumer_offset(&scope.broker_group, &mq, off, false)
+                        .await
+                        .map_err(internal)?;
+                    // Java brokers store any offset; rocketmq-rust 1.0 answers SUCCESS but keeps
+                    // a larger one. Read it back rather than report a reset that did not happen.
+                    let now_at = self
+                        .client
+                        .query_consumer_offset(&scope.broker_group, &mq)
+                        .await
+                        .map_err(internal)?;
+                    scope
+                        .table
+                        .lock()
+                        .set_committed(&key, now_at.unwrap_or(off));
+                    if now_at.is_some_and(|o| o != off) {
+                        refused.push(format!(
+                            "{}-{}: asked {off}, broker kept {}",
+                            key.broker_name,
+                            key.queue_id,
+                            now_at.unwrap_or_default()
+                        ));
+                    } else {
+                        done.push(format!(
+                            "{who} {}-{} reset to {off}",
+                            key.broker_name, key.queue_id
+                        ));
+                    }
+                }
+                if !refused.is_empty() {
+                    return Err(GatewayError::Internal(format!(
+                        "the broker refused to move offsets backwards ({}); done: {}",
+                        refused.join("; "),
+                        done.join("; ")
+                    )));
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Stops serving, gives every broker lock back, unregisters from the brokers.

@@ -17,7 +17,9 @@ use rmq_remoting::message::MessageExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::gateway::{FetchRequest, FetchResult, Gateway, GatewayError, ProduceRequest};
+use crate::gateway::{
+    ConsumerConfigChange, FetchRequest, FetchResult, Gateway, GatewayError, ProduceRequest,
+};
 use crate::request_id::RequestId;
 
 /// Large enough for a 4 MiB message even when form-encoded.
@@ -30,6 +32,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/mq/message", get(message).post(message))
         .route("/mq/ack", get(ack).post(ack))
         .route("/mq/unlock", get(unlock).post(unlock))
+        .route("/mq/clustering/queue/offset", get(clustering_offsets))
+        .route("/mq/broadcast/queue/offset", get(broadcast_offsets))
+        .route("/mq/consumer/config", post(consumer_config))
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(gw)
@@ -445,6 +450,84 @@ async fn unlock(
                 Json(json!({"status": 200, "message": format!("unlock:{done}")})).into_response();
             with_cookie(resp, c.use_cookie, None)
         }
+        Err(e) => fail(e),
+    }
+}
+
+async fn clustering_offsets(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(consumer) = q.get("consumer").filter(|c| !c.is_empty()) else {
+        return fail(bad("consumer is required"));
+    };
+    match gw.queue_offsets(consumer, None).await {
+        Ok(mut v) => ok(v.pop().map(|(_, list)| list).unwrap_or_default()),
+        Err(e) => fail(e),
+    }
+}
+
+async fn broadcast_offsets(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(consumer) = q.get("consumer").filter(|c| !c.is_empty()) else {
+        return fail(bad("consumer is required"));
+    };
+    let client_id = q
+        .get("clientId")
+        .map(String::as_str)
+        .filter(|c| !c.is_empty());
+    match gw.queue_offsets(consumer, client_id).await {
+        Ok(v) => {
+            let map: serde_json::Map<String, Value> = v
+                .into_iter()
+                .map(|(cid, list)| (cid.unwrap_or_default(), json!(list)))
+                .collect();
+            ok(map)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn consumer_config(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        gw.admin_allowed(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        let p = Params::parse(q, &headers, &body)?;
+        let flag = |k: &str| -> Result<Option<bool>, GatewayError> {
+            match p.int(k)? {
+                None => Ok(None),
+                Some(0) => Ok(Some(false)),
+                Some(1) => Ok(Some(true)),
+                Some(v) => Err(bad(format!("{k} must be 0 or 1, not {v}"))),
+            }
+        };
+        let change = ConsumerConfigChange {
+            consumer: p.required("consumer")?,
+            client_id: p.str("clientId").filter(|s| !s.is_empty()),
+            max_pull_size: p
+                .int("maxPullSize")?
+                .map(|v| v.clamp(0, u32::MAX as i64) as u32),
+            consume_timeout_ms: p.int("consumeTimeoutInMillis")?.map(|v| v.max(0) as u64),
+            pause: flag("pause")?,
+            rate_limit_enabled: flag("rateLimitEnabled")?,
+            limit_rate: p.int("limitRate")?.map(|v| v as f64),
+            reset_offset_timestamp: p.int("resetOffsetTimestamp")?,
+            retry_msg_id: p.str("retryMsgId"),
+        };
+        gw.configure(change).await
+    };
+    match run.await {
+        Ok(done) => ok(done),
         Err(e) => fail(e),
     }
 }

@@ -7,4 +7,5 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod lock_table;
+pub mod rate;
 pub mod request_id;

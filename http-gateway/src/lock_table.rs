@@ -384,6 +384,23 @@ impl ScopeTable {
             .collect()
     }
 
+    /// Ends every lease (offset reset): in-flight batches can no longer be acked.
+    pub fn drop_leases(&mut self) {
+        for s in self.queues.values_mut() {
+            if s.lease.as_ref().is_some_and(|l| !l.committing) {
+                s.lease = None;
+            }
+        }
+    }
+
+    /// A message was stored at `offset` (sent through this gateway): the queue has data.
+    pub fn note_message(&mut self, key: &QueueKey, offset: i64) {
+        if let Some(s) = self.queues.get_mut(key) {
+            s.max_offset = s.max_offset.max(offset + 1);
+            s.empty_at = None;
+        }
+    }
+
     pub fn set_max_offset(&mut self, key: &QueueKey, max: i64) {
         if let Some(s) = self.queues.get_mut(key) {
             s.max_offset = max;

@@ -1518,3 +1518,208 @@ async fn sigterm_exits_cleanly_and_gives_queues_back() {
     assert_all_committed(&mq, c, &queues).await;
     eprintln!("sigterm: {:?}", t0.elapsed());
 }
+
+// ---- administration (MQCloud's calls) ----------------------------------------------------------
+
+async fn admin(http: &reqwest::Client, gw: &str, token: Option<&str>, body: Value) -> Value {
+    let mut req = http.post(format!("{gw}/mq/consumer/config")).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    json_of(req.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pause_rate_reset_resend_and_backlog() {
+    let topic = unique("GwAdmin");
+    let (p, c) = (unique("p"), unique("c"));
+    let body = format!(
+        "admin_token = \"s3cret\"\n{}{}",
+        producer_toml(&p, &topic),
+        consumer_toml(&c, &topic, "clustering", 32, 60_000)
+    );
+    let gw = Gateway::start("admin", &body).await;
+    let http = http();
+    let base = gw.base.clone();
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let r = produce_ok(
+            &http,
+            &base,
+            &p,
+            &format!("admin-{i}"),
+            &[("orderId", "one-queue")],
+        )
+        .await;
+        sent.push(r["msgId"].as_str().unwrap().to_owned());
+    }
+    // the admin API needs the token
+    let v = admin(&http, &base, None, json!({"consumer": c, "pause": 1})).await;
+    assert_eq!(v["status"], 403, "{v}");
+    let v = admin(
+        &http,
+        &base,
+        Some("wrong"),
+        json!({"consumer": c, "pause": 1}),
+    )
+    .await;
+    assert_eq!(v["status"], 403, "{v}");
+    let v = admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "maxPullSize": 500}),
+    )
+    .await;
+    assert_eq!(v["status"], 400, "{v}");
+    // pause: PAUSED, nothing handed out
+    let v = admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "pause": 1}),
+    )
+    .await;
+    assert_eq!(v["status"], 200, "{v}");
+    let f = fetch(&http, &base, &topic, &c, &[]).await;
+    assert_eq!(f["result"]["status"], "PAUSED", "{f}");
+    admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "pause": 0}),
+    )
+    .await;
+    // consume everything, ack it
+    let f = fetch(&http, &base, &topic, &c, &[]).await;
+    assert_eq!(f["result"]["status"], "FOUND", "{f}");
+    let mut got = ids_only(&f["result"]);
+    let rid = f["result"]["requestId"].as_str().unwrap().to_owned();
+    let a = get(
+        &http,
+        &format!("{base}/mq/ack"),
+        &[("topic", &topic), ("consumer", &c), ("requestId", &rid)],
+    )
+    .await;
+    assert_eq!(a["status"], 200, "{a}");
+    got.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(got, want);
+    // backlog report: the queue is fully committed
+    let o = get(
+        &http,
+        &format!("{base}/mq/clustering/queue/offset"),
+        &[("consumer", &c)],
+    )
+    .await;
+    let rows = o["result"].as_array().unwrap();
+    let busy: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["maxOffset"].as_i64().unwrap() > 0)
+        .collect();
+    assert_eq!(busy.len(), 1, "{o}");
+    assert_eq!(busy[0]["backlog"], 0, "{o}");
+    assert_eq!(busy[0]["committedOffset"], busy[0]["maxOffset"]);
+    // resend one message by its id: it comes back in retryMsgList
+    admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "retryMsgId": sent[2]}),
+    )
+    .await;
+    let f = fetch(&http, &base, &topic, &c, &[]).await;
+    let retry: Vec<String> = f["result"]["retryMsgList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(retry, vec![sent[2].clone()], "{f}");
+    // reset to the beginning: everything comes again
+    let v = admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "resetOffsetTimestamp": 0}),
+    )
+    .await;
+    // Java brokers store any offset; rocketmq-rust 1.0 silently keeps a larger one, and the
+    // gateway must say so instead of reporting a reset that did not happen.
+    let reset_worked = v["status"] == 200;
+    if !reset_worked {
+        assert_eq!(v["status"], 500, "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused to move offsets backwards"),
+            "{v}"
+        );
+    }
+    let o = get(
+        &http,
+        &format!("{base}/mq/clustering/queue/offset"),
+        &[("consumer", &c)],
+    )
+    .await;
+    let backlog6 = o["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["backlog"] == 6);
+    assert_eq!(backlog6, reset_worked, "{o}");
+    // a forward reset (to now) always works: nothing left
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let fwd = admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "resetOffsetTimestamp": now + 60_000}),
+    )
+    .await;
+    assert_eq!(fwd["status"], 200, "{fwd}");
+    // more messages for the rate-limit check
+    for i in 0..6 {
+        produce_ok(
+            &http,
+            &base,
+            &p,
+            &format!("more-{i}"),
+            &[("orderId", "one-queue")],
+        )
+        .await;
+    }
+    let f = fetch(&http, &base, &topic, &c, &[]).await;
+    assert_eq!(f["result"]["msgListSize"], 6, "{f}");
+    // rate limit: 1 msg/s, the 6-message batch puts the scope in debt
+    admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "rateLimitEnabled": 1, "limitRate": 1}),
+    )
+    .await;
+    let rid = f["result"]["requestId"].as_str().unwrap().to_owned();
+    let _ = get(
+        &http,
+        &format!("{base}/mq/unlock"),
+        &[("topic", &topic), ("consumer", &c), ("requestId", &rid)],
+    )
+    .await;
+    let first = fetch(&http, &base, &topic, &c, &[]).await;
+    assert_eq!(first["result"]["status"], "FOUND", "{first}");
+    let second = fetch(&http, &base, &topic, &c, &[]).await;
+    assert_eq!(second["result"]["status"], "RATE_LIMITED", "{second}");
+    admin(
+        &http,
+        &base,
+        Some("s3cret"),
+        json!({"consumer": c, "rateLimitEnabled": 0}),
+    )
+    .await;
+}
