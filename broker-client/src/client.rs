@@ -96,41 +96,39 @@ impl MQClient {
     }
 
     fn spawn_periodic_tasks(&self) {
-        // The tasks hold a weak reference so dropping every handle lets the client go away.
-        let weak = Arc::downgrade(&self.inner);
-        let cancel = self.inner.cancel.clone();
-        let every = self.inner.config.route_refresh_interval;
-        let routes = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = cancel.cancelled() => break,
-                }
-                let Some(inner) = weak.upgrade() else { break };
-                MQClient { inner }.refresh_all_routes().await;
-            }
+        let cfg = &self.inner.config;
+        let routes = self.spawn_every(cfg.route_refresh_interval, |c| async move {
+            c.refresh_all_routes().await;
         });
-        let weak = Arc::downgrade(&self.inner);
-        let cancel = self.inner.cancel.clone();
-        let every = self.inner.config.heartbeat_interval;
-        let heartbeats = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = cancel.cancelled() => break,
-                }
-                let Some(inner) = weak.upgrade() else { break };
-                let client = MQClient { inner };
-                if let Err(e) = client.heartbeat_all().await {
-                    warn!(error = %e, "heartbeat round failed");
-                }
+        let heartbeats = self.spawn_every(cfg.heartbeat_interval, |c| async move {
+            if let Err(e) = c.heartbeat_all().await {
+                warn!(error = %e, "heartbeat round failed");
             }
         });
         self.inner.tasks.lock().extend([routes, heartbeats]);
+    }
+
+    /// Runs `task` every `every` until shutdown. The task holds only a weak reference between
+    /// runs, so dropping every handle lets the client go away.
+    fn spawn_every<F, Fut>(&self, every: Duration, task: F) -> JoinHandle<()>
+    where
+        F: Fn(MQClient) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        let cancel = self.inner.cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = cancel.cancelled() => break,
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                task(MQClient { inner }).await;
+            }
+        })
     }
 
     // ---- routes -------------------------------------------------------------------------

@@ -398,11 +398,18 @@ async fn message(
     }
 }
 
-async fn ack(
-    State(gw): State<Arc<Gateway>>,
-    Query(q): Query<HashMap<String, String>>,
+/// `/mq/ack` and `/mq/unlock`: both name a lease by its requestId.
+enum LeaseCall {
+    Ack,
+    Unlock,
+}
+
+async fn lease_call(
+    gw: Arc<Gateway>,
+    q: HashMap<String, String>,
     headers: HeaderMap,
     body: Bytes,
+    call: LeaseCall,
 ) -> Response {
     let c = match common(q, &headers, &body) {
         Ok(c) => c,
@@ -413,17 +420,30 @@ async fn ack(
             "requestId is required (parameter, or cookie rid with useCookie=true)",
         ));
     };
-    match gw
-        .ack(&c.consumer, &c.topic, c.client_id.as_deref(), &rid)
-        .await
-    {
-        Ok(info) => {
-            let resp =
-                Json(json!({"status": info.status, "message": info.message})).into_response();
-            with_cookie(resp, c.use_cookie, None)
-        }
+    let client_id = c.client_id.as_deref();
+    let answer = match call {
+        LeaseCall::Ack => gw
+            .ack(&c.consumer, &c.topic, client_id, &rid)
+            .await
+            .map(|info| json!({"status": info.status, "message": info.message})),
+        LeaseCall::Unlock => gw
+            .unlock(&c.consumer, &c.topic, client_id, &rid)
+            .await
+            .map(|done| json!({"status": 200, "message": format!("unlock:{done}")})),
+    };
+    match answer {
+        Ok(v) => with_cookie(Json(v).into_response(), c.use_cookie, None),
         Err(e) => fail(e),
     }
+}
+
+async fn ack(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    lease_call(gw, q, headers, body, LeaseCall::Ack).await
 }
 
 async fn unlock(
@@ -432,26 +452,7 @@ async fn unlock(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let c = match common(q, &headers, &body) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let Some(rid) = c.request_id else {
-        return fail(bad(
-            "requestId is required (parameter, or cookie rid with useCookie=true)",
-        ));
-    };
-    match gw
-        .unlock(&c.consumer, &c.topic, c.client_id.as_deref(), &rid)
-        .await
-    {
-        Ok(done) => {
-            let resp =
-                Json(json!({"status": 200, "message": format!("unlock:{done}")})).into_response();
-            with_cookie(resp, c.use_cookie, None)
-        }
-        Err(e) => fail(e),
-    }
+    lease_call(gw, q, headers, body, LeaseCall::Unlock).await
 }
 
 async fn clustering_offsets(
