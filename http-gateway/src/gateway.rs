@@ -235,6 +235,8 @@ const HELD_ELSEWHERE_MS: i64 = 5_000;
 /// A queue just found empty is not pulled again before this long.
 const EMPTY_BACKOFF_MS: i64 = 300;
 const QUEUE_REFRESH_MS: i64 = 30_000;
+/// Broadcast clientIds one consumer may have on one instance.
+const MAX_BROADCAST_CLIENTS: usize = 1024;
 
 pub struct Gateway {
     client: MQClient,
@@ -555,8 +557,17 @@ impl Gateway {
             }
         }
         let key = client_id.map(str::to_owned);
-        if let Some(s) = entry.scopes.lock().get(&key) {
-            return Ok(s.clone());
+        {
+            let scopes = entry.scopes.lock();
+            if let Some(s) = scopes.get(&key) {
+                return Ok(s.clone());
+            }
+            // Each clientId costs a broker group, a heartbeat entry and memory: bound them.
+            if scopes.len() >= MAX_BROADCAST_CLIENTS {
+                return Err(GatewayError::BadRequest(format!(
+                    "consumer {consumer} already serves {MAX_BROADCAST_CLIENTS} clientIds on this instance"
+                )));
+            }
         }
         let broker_group = match client_id {
             None => entry.group.clone(),
