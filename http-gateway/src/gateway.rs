@@ -1023,12 +1023,10 @@ impl Gateway {
         mq: &MessageQueue,
         desc: &str,
     ) -> AckInfo {
-        match self
-            .client
-            .query_consumer_offset(&scope.broker_group, mq)
-            .await
-        {
-            Ok(Some(c)) if c == rid.offset && rid.next_offset > c => {
+        // Where this instance would start the queue: the committed offset, or for a group that
+        // never committed, the configured start (the batch another instance served began there).
+        match self.start_offset(scope, mq).await {
+            Ok(c) if c == rid.offset && rid.next_offset > c => {
                 // No lease vouches for this requestId: never commit past the queue's end, or a
                 // forged or garbled nextOffset would skip every message up to it.
                 match self.client.max_offset(mq).await {
@@ -1074,7 +1072,7 @@ impl Gateway {
             }
             Ok(c) => AckInfo {
                 status: 200,
-                message: format!("lock not exist {desc}: committed offset is {c:?}, nothing to do"),
+                message: format!("lock not exist {desc}: the queue stands at {c}, nothing to do"),
             },
             Err(e) => AckInfo {
                 status: 500,

@@ -1723,3 +1723,48 @@ async fn admin_pause_rate_reset_resend_and_backlog() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_through_the_other_instance_commits_and_frees_the_queue() {
+    let topic = unique("GwForeign");
+    let (p, c) = (unique("p"), unique("c"));
+    let body = format!(
+        "{}{}",
+        producer_toml(&p, &topic),
+        consumer_toml(&c, &topic, "clustering", 4, 60_000)
+    );
+    let a = Gateway::start("foreign-a", &body).await;
+    let b = Gateway::start("foreign-b", &body).await;
+    let http = http();
+    for i in 0..8 {
+        produce_ok(&http, &a.base, &p, &format!("f-{i}"), &[("orderId", "one")]).await;
+    }
+    // A serves the first batch of a group that never committed; B gets the ack.
+    let f = fetch(&http, &a.base, &topic, &c, &[]).await;
+    assert_eq!(f["result"]["msgListSize"], 4, "{f}");
+    let first = ids_only(&f["result"]);
+    let rid = f["result"]["requestId"].as_str().unwrap().to_owned();
+    let ack = get(
+        &http,
+        &format!("{}/mq/ack", b.base),
+        &[("topic", &topic), ("consumer", &c), ("requestId", &rid)],
+    )
+    .await;
+    assert_eq!(ack["status"], 200, "{ack}");
+    assert!(
+        ack["message"].as_str().unwrap().contains("committed"),
+        "{ack}"
+    );
+    // A notices the commit and hands out the rest, not the acked batch again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut second = Vec::new();
+    while second.is_empty() && Instant::now() < deadline {
+        let f = fetch(&http, &a.base, &topic, &c, &[("waitSeconds", "1")]).await;
+        second = ids_only(&f["result"]);
+    }
+    assert_eq!(second.len(), 4, "the rest of the queue");
+    assert!(
+        second.iter().all(|id| !first.contains(id)),
+        "acked batch served again"
+    );
+}
