@@ -39,6 +39,8 @@ struct Inner {
     consumers: Mutex<BTreeMap<String, ConsumerData>>,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Groups a broker told us (NOTIFY_CONSUMER_IDS_CHANGED) to rebalance.
+    rebalance_wanted: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for MQClient {
@@ -57,6 +59,18 @@ impl MQClient {
             return Err(ClientError::NoNameServer);
         }
         let remoting = RemotingClient::new(config.clone());
+        let rebalance_wanted: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let wanted = rebalance_wanted.clone();
+        // Requests brokers send us: note rebalance notices; everything else is answered
+        // "not supported" (two-way) or dropped (one-way) by the connection.
+        remoting.set_server_request_handler(Arc::new(move |_addr, req: RemotingCommand| {
+            if req.request_code() == RequestCode::NotifyConsumerIdsChanged {
+                if let Some(g) = req.ext("consumerGroup") {
+                    wanted.lock().insert(g.to_owned());
+                }
+            }
+            None
+        }));
         let namesrv = NameServerClient::new(remoting.clone(), config.namesrv_addrs.clone());
         let client = MQClient {
             inner: Arc::new(Inner {
@@ -69,6 +83,7 @@ impl MQClient {
                 consumers: Mutex::new(BTreeMap::new()),
                 cancel: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
+                rebalance_wanted,
             }),
         };
         client.spawn_periodic_tasks();
@@ -129,6 +144,11 @@ impl MQClient {
                 task(MQClient { inner }).await;
             }
         })
+    }
+
+    /// Whether a broker asked `group` to rebalance since the last call (clears the request).
+    pub fn take_rebalance_request(&self, group: &str) -> bool {
+        self.inner.rebalance_wanted.lock().remove(group)
     }
 
     // ---- routes -------------------------------------------------------------------------

@@ -41,6 +41,8 @@ pub struct PullConsumerConfig {
     pub max_msgs_per_pull: i32,
     /// How long one `poll` may long-poll the broker when nothing is there.
     pub long_poll: Duration,
+    /// Queues are re-allocated this often, and at once when a broker says the group changed.
+    pub rebalance_interval: Duration,
 }
 
 impl PullConsumerConfig {
@@ -53,6 +55,7 @@ impl PullConsumerConfig {
             start_from: StartFrom::Earliest,
             max_msgs_per_pull: 32,
             long_poll: Duration::from_secs(5),
+            rebalance_interval: Duration::from_secs(20),
         }
     }
 }
@@ -70,6 +73,7 @@ pub struct PullConsumer {
     config: PullConsumerConfig,
     queues: Mutex<BTreeMap<MessageQueue, QueueState>>,
     cursor: Mutex<usize>,
+    last_rebalance: Mutex<Instant>,
 }
 
 /// Java's `AllocateMessageQueueAveragely` (spec 20.4): contiguous blocks, the first
@@ -128,6 +132,7 @@ impl PullConsumer {
             config,
             queues: Mutex::new(BTreeMap::new()),
             cursor: Mutex::new(0),
+            last_rebalance: Mutex::new(Instant::now()),
         };
         c.rebalance().await?;
         Ok(c)
@@ -144,6 +149,7 @@ impl PullConsumer {
 
     /// Recomputes which queues this client owns; commits the ones it gives up.
     pub async fn rebalance(&self) -> Result<()> {
+        *self.last_rebalance.lock() = Instant::now();
         let route = self.client.route(&self.config.topic).await?;
         let all = route.subscribe_queues.clone();
         let mine: Vec<MessageQueue> = match self.config.model {
@@ -205,6 +211,12 @@ impl PullConsumer {
     /// Up to `max` messages from the owned queues, long-polling up to the configured time when
     /// none is there. Offsets move past what is returned (commit stores them).
     pub async fn poll(&self, max: usize) -> Result<Vec<MessageExt>> {
+        let due = self.last_rebalance.lock().elapsed() >= self.config.rebalance_interval;
+        if self.client.take_rebalance_request(&self.config.group) || due {
+            if let Err(e) = self.rebalance().await {
+                warn!(error = %e, "rebalance failed; keeping the current queues");
+            }
+        }
         let deadline = Instant::now() + self.config.long_poll;
         let mut out = Vec::new();
         let queues: Vec<(MessageQueue, i64)> = self

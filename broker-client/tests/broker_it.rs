@@ -708,3 +708,39 @@ async fn query_by_key_and_by_unique_key() {
         .is_empty());
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_consumer_makes_the_first_give_queues_up() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_join");
+    p.send(Message::new(&topic, "x")).await.unwrap();
+    let group = unique("CG");
+    let mut cfg = PullConsumerConfig::new(&group, &topic);
+    cfg.long_poll = Duration::from_millis(200);
+    let a = PullConsumer::start(client(), cfg.clone()).await.unwrap();
+    let total = c.route(&topic).await.unwrap().subscribe_queues.len();
+    assert_eq!(a.assigned().len(), total, "alone, A owns every queue");
+    let b = PullConsumer::start(client(), cfg).await.unwrap();
+    // B's heartbeat makes the broker notify A (NOTIFY_CONSUMER_IDS_CHANGED); A's next poll
+    // rebalances, well before the 20 s periodic rebalance.
+    let started = Instant::now();
+    while a.assigned().len() == total && started.elapsed() < Duration::from_secs(10) {
+        a.poll(1).await.unwrap();
+    }
+    assert!(
+        a.assigned().len() < total,
+        "A kept every queue for {:?}",
+        started.elapsed()
+    );
+    b.rebalance().await.unwrap();
+    let (qa, qb) = (a.assigned(), b.assigned());
+    assert_eq!(qa.len() + qb.len(), total);
+    assert!(qa.iter().all(|q| !qb.contains(q)));
+    for cons in [a, b] {
+        let cc = cons.client().clone();
+        cons.shutdown().await.unwrap();
+        cc.shutdown().await;
+    }
+    c.shutdown().await;
+}
