@@ -78,6 +78,23 @@ pub(crate) fn request<H: CommandHeader>(code: RequestCode, header: &H) -> Remoti
     RemotingCommand::request(code, header.to_ext_fields())
 }
 
+/// LOCK_BATCH_MQ and UNLOCK_BATCH_MQ share one body shape.
+fn lock_request(
+    code: RequestCode,
+    group: &str,
+    client_id: &str,
+    mqs: &[MessageQueue],
+) -> RemotingCommand {
+    let b = LockBatchRequestBody {
+        client_id: client_id.to_owned(),
+        consumer_group: group.to_owned(),
+        mq_set: mqs.to_vec(),
+        // 4.9 brokers ignore it; 5.x sends it and rocketmq-rust 1.0 refuses a body without it.
+        only_this_broker: Some(false),
+    };
+    RemotingCommand::request(code, ExtFields::new()).with_body(body::to_json(&b))
+}
+
 /// Broker holds beyond `suspend` until its next 5 s wake-up (fixtures README 7.1.7).
 const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
 
@@ -333,15 +350,7 @@ impl MQClient {
         mqs: &[MessageQueue],
     ) -> Result<Vec<MessageQueue>> {
         let addr = self.master_for_broker(broker_name, mqs).await?;
-        let b = LockBatchRequestBody {
-            client_id: client_id.to_owned(),
-            consumer_group: group.to_owned(),
-            mq_set: mqs.to_vec(),
-            // 4.9 brokers ignore it; 5.x sends it and rocketmq-rust 1.0 refuses a body without it.
-            only_this_broker: Some(false),
-        };
-        let cmd = RemotingCommand::request(RequestCode::LockBatchMq, ExtFields::new())
-            .with_body(body::to_json(&b));
+        let cmd = lock_request(RequestCode::LockBatchMq, group, client_id, mqs);
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
         Ok(body::from_json::<LockBatchResponseBody>(&resp.body)?.lock_ok_mq_set)
@@ -357,15 +366,7 @@ impl MQClient {
         oneway: bool,
     ) -> Result<()> {
         let addr = self.master_for_broker(broker_name, mqs).await?;
-        let b = LockBatchRequestBody {
-            client_id: client_id.to_owned(),
-            consumer_group: group.to_owned(),
-            mq_set: mqs.to_vec(),
-            // 4.9 brokers ignore it; 5.x sends it and rocketmq-rust 1.0 refuses a body without it.
-            only_this_broker: Some(false),
-        };
-        let cmd = RemotingCommand::request(RequestCode::UnlockBatchMq, ExtFields::new())
-            .with_body(body::to_json(&b));
+        let cmd = lock_request(RequestCode::UnlockBatchMq, group, client_id, mqs);
         if oneway {
             return self.invoke_broker_oneway(&addr, cmd).await;
         }

@@ -744,9 +744,11 @@ impl Gateway {
             let candidates = scope.table.lock().candidates(now, EMPTY_BACKOFF_MS);
             let mut last_err = None;
             for key in candidates {
-                let recently_empty = scope.table.lock().get(&key).is_some_and(|s| {
-                    s.backlog() == 0 && s.empty_at.is_some_and(|t| now - t < EMPTY_BACKOFF_MS)
-                });
+                let recently_empty = scope
+                    .table
+                    .lock()
+                    .get(&key)
+                    .is_some_and(|s| s.recently_empty(now, EMPTY_BACKOFF_MS));
                 if recently_empty {
                     continue;
                 }

@@ -71,6 +71,11 @@ impl QueueState {
         }
     }
 
+    /// Found empty less than `backoff_ms` ago, with no message seen since.
+    pub fn recently_empty(&self, now: i64, backoff_ms: i64) -> bool {
+        self.backlog() == 0 && self.empty_at.is_some_and(|t| now - t < backoff_ms)
+    }
+
     fn leased_at(&self, now: i64) -> bool {
         self.lease
             .as_ref()
@@ -149,9 +154,7 @@ impl ScopeTable {
             .filter(|(_, s)| !s.leased_at(now))
             .filter(|(_, s)| s.held_elsewhere_until.is_none_or(|t| t <= now))
             .collect();
-        let recently_empty = |s: &QueueState| {
-            s.empty_at.is_some_and(|t| now - t < empty_backoff_ms) && s.backlog() == 0
-        };
+        let recently_empty = |s: &QueueState| s.recently_empty(now, empty_backoff_ms);
         c.sort_by(|(ka, a), (kb, b)| {
             recently_empty(a)
                 .cmp(&recently_empty(b))
