@@ -14,7 +14,7 @@ use rmq_remoting::message::MessageExt;
 
 fn namesrv() -> String {
     std::env::var("RMQ_NAMESRV").expect(
-        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start (these tests need it)",
+        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
     )
 }
 

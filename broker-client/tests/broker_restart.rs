@@ -22,7 +22,10 @@ fn broker_ctl(cmd: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_fail_typed_while_the_broker_is_down_and_recover_after() {
-    let namesrv = std::env::var("RMQ_NAMESRV").expect("RMQ_NAMESRV is not set");
+    let namesrv = std::env::var("RMQ_NAMESRV").expect(
+        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests \
+         with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
+    );
     let mut cfg = ClientConfig::new(&namesrv);
     cfg.request_timeout = Duration::from_secs(2);
     cfg.connect_timeout = Duration::from_secs(1);

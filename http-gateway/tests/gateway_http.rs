@@ -4,7 +4,7 @@
 //! unlock, stale acks, broadcast, two gateway instances (and one killed), bad input, cookies,
 //! long polling, batch produce and graceful shutdown.
 //!
-//! Run with `scripts/broker.sh exec -- cargo test --offline -p rmq-gateway --test gateway_http`.
+//! Run with `scripts/broker.sh exec -- cargo test --offline -p rmq-gateway --features broker-tests --test gateway_http`.
 //! Each test starts its own gateway processes (killed when the test ends) on free ports, with
 //! topic and consumer names of its own. A gateway's log (RUST_LOG=info,rmq_gateway=debug) is kept
 //! in a temp dir when its test fails, and its last lines are printed.
@@ -32,7 +32,7 @@ const MAX_ROUNDS: usize = 20_000;
 fn namesrv() -> String {
     std::env::var("RMQ_NAMESRV").expect(
         "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests \
-         with scripts/broker.sh exec -- cargo test ... (these tests need it)",
+         with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
     )
 }
 
