@@ -1,4 +1,4 @@
-//! Access to the real 4.9.8 captures in `../shared/fixtures/rocketmq-4.9.8/`.
+//! Access to the real 4.9.8 captures in `tests/fixtures/` (see its README.md).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ pub fn fixtures_dir() -> PathBuf {
     if let Ok(p) = std::env::var("RMQ_FIXTURES") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/rocketmq-4.9.8")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// Every index entry. Panics (fails the test) when the fixtures are missing: they are the proof.
