@@ -10,7 +10,7 @@
 #   FUZZ_SEED=N          libFuzzer -seed (default: random; a crash report prints it)
 #   FUZZ_TOOLCHAIN=name  rustup toolchain to build with (default: nightly if installed, else the
 #                        default toolchain with RUSTC_BOOTSTRAP=1 for -Zsanitizer)
-#   RMQ_FIXTURES=dir     fixtures to seed from (default ../../shared/fixtures/rocketmq-4.9.8)
+#   RMQ_FIXTURES=dir     fixtures to seed from (default remoting/tests/fixtures)
 #
 # Reproduce a crash: cargo +nightly fuzz run --release --debug-assertions <target> <artifact>
 set -euo pipefail
@@ -26,6 +26,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
+# Seeds first, built like the rest of the workspace (before RUSTC_BOOTSTRAP may be set below).
+./seed.sh
+
 # -Zsanitizer needs a nightly compiler. Only registry packages can be installed here, not
 # toolchains, so without a nightly the stable compiler is told to accept nightly flags.
 tc=()
@@ -39,8 +42,6 @@ if ! rustc ${tc[@]+"${tc[@]}"} --version | grep -q -- '-nightly'; then
 fi
 echo "run-ci.sh: $(rustc ${tc[@]+"${tc[@]}"} --version)${RUSTC_BOOTSTRAP:+ (RUSTC_BOOTSTRAP=1)}," \
   "$(cargo fuzz --version)"
-
-./seed.sh
 
 build_flags=(--release --debug-assertions)
 start=$(date +%s)
