@@ -31,8 +31,8 @@ pub fn next_opaque() -> i32 {
     NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What a connection does with requests the server sends (spec 11.4). Returns the response to
-/// write back, or `None` (one-way requests are never answered whatever it returns).
+/// What a connection does with requests the server sends (docs/protocol.md §9.11). Returns the
+/// response to write back, or `None` (one-way requests are never answered whatever it returns).
 pub type ServerRequestHandler =
     Arc<dyn Fn(&str, RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
 

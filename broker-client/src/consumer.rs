@@ -76,7 +76,7 @@ pub struct PullConsumer {
     last_rebalance: Mutex<Instant>,
 }
 
-/// Java's `AllocateMessageQueueAveragely` (spec 20.4): contiguous blocks, the first
+/// Java's `AllocateMessageQueueAveragely` (docs/protocol.md §17.3): contiguous blocks, the first
 /// `n mod c` clients one queue more.
 pub fn allocate_averagely<'a>(
     all: &'a [MessageQueue],
@@ -196,7 +196,8 @@ impl PullConsumer {
             .await?
         {
             // 4.9 brokers answer 0 for a group that never committed when offset 0 is still in
-            // memory (spec 11.3.2); that is the earliest position, which "latest" must not take.
+            // memory (docs/protocol.md §9.5); that is the earliest position, which "latest" must
+            // not take.
             if o > 0 || self.config.start_from == StartFrom::Earliest {
                 return Ok(o);
             }

@@ -22,7 +22,7 @@ use crate::client::MQClient;
 use crate::error::{ClientError, Result};
 use crate::remoting_client::expect_code;
 
-/// How a pull ended (spec 16.3).
+/// How a pull ended (docs/protocol.md §12.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullStatus {
     /// Messages found (possibly all filtered out client-side).
@@ -95,7 +95,7 @@ fn lock_request(
     RemotingCommand::request(code, ExtFields::new()).with_body(body::to_json(&b))
 }
 
-/// Broker holds beyond `suspend` until its next 5 s wake-up (fixtures README 7.1.7).
+/// Broker holds beyond `suspend` until its next 5 s wake-up (docs/protocol.md §12.2).
 const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
 
 impl MQClient {
@@ -111,7 +111,7 @@ impl MQClient {
             .ok_or_else(|| ClientError::NoBrokerAddress(mq.broker_name.clone()))
     }
 
-    /// PULL_MESSAGE for one queue (spec 11.3.1, 16).
+    /// PULL_MESSAGE for one queue (docs/protocol.md §9.4, §12).
     pub async fn pull(&self, mq: &MessageQueue, req: &PullRequest) -> Result<PullResult> {
         let addr = self.broker_addr_for(mq).await?;
         let filter = TagFilter::parse(&req.expression);
@@ -443,7 +443,7 @@ impl MQClient {
     }
 
     /// QUERY_MESSAGE by key (or by `UNIQ_KEY` when `unique`) on every master of the topic,
-    /// filtered client-side as the index is hash based (spec 11.3.7).
+    /// filtered client-side as the index is hash based (docs/protocol.md §9.6).
     pub async fn query_message(
         &self,
         topic: &str,

@@ -171,7 +171,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Send codes after which Java tries another broker (spec 11.2.6, both lines' sets).
+/// Send codes after which Java tries another broker (docs/protocol.md §9.3, both lines' sets).
 fn retryable(code: ResponseCode) -> bool {
     matches!(
         code,
@@ -395,9 +395,9 @@ impl Producer {
         }
     }
 
-    /// Returns a consumed message for redelivery: CONSUMER_SEND_MSG_BACK to the broker that
-    /// stored it, and when the broker refuses, a re-publish to `%RETRY%group` as the Java
-    /// consumer does (spec 18.3). `delay_level` 0 lets the broker pick `3 + reconsumeTimes`.
+    /// Returns a consumed message for redelivery: CONSUMER_SEND_MSG_BACK to the broker that stored
+    /// it, and when the broker refuses, a re-publish to `%RETRY%group` as the Java consumer does
+    /// (docs/protocol.md §14.2). `delay_level` 0 lets the broker pick `3 + reconsumeTimes`.
     pub async fn send_back(
         &self,
         group: &str,
@@ -469,7 +469,7 @@ impl Producer {
             Ok(r) if !r.publish_queues.is_empty() => Ok(r),
             Ok(_) => Err(ClientError::NoWritableQueue(topic.to_owned())),
             Err(ClientError::TopicNotExist(_)) if self.config.auto_create_topic => {
-                // The broker creates the topic from TBW102 on first send (spec 20.1).
+                // The broker creates the topic from TBW102 on first send (docs/protocol.md §17.1).
                 let tbw = self
                     .client
                     .route(AUTO_CREATE_TOPIC_KEY)
@@ -637,7 +637,7 @@ struct SendRequest<'a> {
     batch: bool,
     uniq_ids: String,
     needs_timer: bool,
-    /// Only for re-publishing to a retry topic (spec 18.3).
+    /// Only for re-publishing to a retry topic (docs/protocol.md §14.2).
     reconsume_times: i32,
     max_reconsume_times: Option<i32>,
 }

@@ -1,4 +1,5 @@
-//! Topic routes turned into queues (spec 20.2), and the name-server client with failover.
+//! Topic routes turned into queues (docs/protocol.md §17.2), and the name-server client with
+//! failover.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -225,7 +225,7 @@ enum Attempt {
 
 /// Broker locks are renewed this often (the broker keeps them 60 s).
 const RENEW_EVERY_MS: i64 = 20_000;
-/// A broker lock not renewed for this long is not trusted (spec 17.2's 30 s).
+/// A broker lock not renewed for this long is not trusted (docs/protocol.md §13: Java's 30 s).
 const LOCK_TRUST_MS: i64 = 30_000;
 /// A queue no HTTP consumer holds is given back to the broker after this long, so another
 /// gateway instance can serve it.
@@ -835,7 +835,7 @@ impl Gateway {
             .await
             .map_err(internal)?
         {
-            // 4.9 brokers answer 0 for groups that never committed (spec 11.3.2): only a
+            // 4.9 brokers answer 0 for groups that never committed (docs/protocol.md §9.5): only a
             // positive offset is surely a commit.
             if o > 0 || scope.cfg.start_from == StartFrom::Earliest {
                 return Ok(o);

@@ -1,4 +1,5 @@
-//! ACL request signing (spec 19): HMAC-SHA1 over the sorted extFields values and the body.
+//! ACL request signing (docs/protocol.md §16): HMAC-SHA1 over the sorted extFields values and the
+//! body.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};

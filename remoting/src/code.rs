@@ -56,7 +56,7 @@ macro_rules! code_enum {
 }
 
 code_enum! {
-    /// Request codes (spec section 10).
+    /// Request codes (docs/protocol.md §8.2).
     RequestCode {
         SendMessage = 10 => "SEND_MESSAGE",
         PullMessage = 11 => "PULL_MESSAGE",
@@ -113,8 +113,8 @@ code_enum! {
 }
 
 code_enum! {
-    /// Response codes (spec section 9). 209-211 mean different things in 4.9 and 5.x; they are
-    /// named here by their 5.x meaning.
+    /// Response codes (docs/protocol.md §8.1). 209-211 mean different things in 4.9 and 5.x; they
+    /// are named here by their 5.x meaning.
     ResponseCode {
         Success = 0 => "SUCCESS",
         SystemError = 1 => "SYSTEM_ERROR",
@@ -160,7 +160,8 @@ code_enum! {
     }
 }
 
-/// The sender's language (spec 3.5). JSON headers carry the name, binary headers the code.
+/// The sender's language (docs/protocol.md §3.5). JSON headers carry the name, binary headers the
+/// code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LanguageCode {
     Java,

@@ -1,4 +1,5 @@
-//! The stream codec: cuts frames off a byte stream and turns them into commands (spec 2).
+//! The stream codec: cuts frames off a byte stream and turns them into commands
+//! (docs/protocol.md §2).
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};

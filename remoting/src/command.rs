@@ -1,4 +1,5 @@
-//! `RemotingCommand`: one request or response, and its two header serializations (spec 3-5).
+//! `RemotingCommand`: one request or response, and its two header serializations
+//! (docs/protocol.md §3-§5).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -14,7 +15,8 @@ pub const FLAG_RESPONSE: i32 = 0x1;
 pub const FLAG_ONEWAY: i32 = 0x2;
 
 /// The version ordinal we send: 4.9.8. It is >= 401 (strict-JSON routes) and <= 475 (no GO_AWAY
-/// handshake expected), so it is safe against both the 4.9 and the 5.x line (spec 3.4).
+/// handshake expected), so it is safe against both the 4.9 and the 5.x line
+/// (docs/protocol.md §3.4).
 pub const DEFAULT_VERSION: i32 = 409;
 
 /// The language we announce. RUST (12) is known to brokers since 4.9.4, so a 4.9.8 or 5.x broker
@@ -32,7 +34,7 @@ pub struct RemotingCommand {
     pub flag: i32,
     pub remark: Option<String>,
     /// `None` = member absent; `Some(empty)` = `"extFields":{}` in JSON (some 4.9.8 responses
-    /// carry it, fixtures README 7.1.8). Binary headers cannot tell the two apart.
+    /// carry it, docs/protocol.md §4.1). Binary headers cannot tell the two apart.
     pub ext_fields: Option<ExtFields>,
     /// The serialization used (decoded) or to use (encoded) for the header.
     pub serialize_type: SerializeType,
@@ -216,8 +218,8 @@ impl RemotingCommand {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSON header (spec 4). Written by hand to reproduce fastjson byte for byte: members in
-// alphabetical order, nulls omitted, fastjson's string escapes.
+// JSON header (docs/protocol.md §4). Written by hand to reproduce fastjson byte for byte: members
+// in alphabetical order, nulls omitted, fastjson's string escapes.
 
 fn encode_json_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
     let mut itoa = itoa_buf();
@@ -370,7 +372,7 @@ fn de_language<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LanguageCode>, 
 }
 
 /// extFields values are strings from Java peers, but C++ and JS clients send numbers and
-/// booleans (fixtures README 7.3); Java's decoder accepts them, so we do, as their text.
+/// booleans (docs/protocol.md §4.2); Java's decoder accepts them, so we do, as their text.
 fn de_ext_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtFields>, D::Error> {
     struct MapV;
     impl<'de> Visitor<'de> for MapV {
@@ -453,7 +455,7 @@ fn decode_json_header(bytes: &[u8]) -> Result<RemotingCommand, CodecError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ROCKETMQ binary header (spec 5).
+// ROCKETMQ binary header (docs/protocol.md §5).
 
 fn encode_binary_header(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), CodecError> {
     let code = i16::try_from(cmd.code).map_err(|_| CodecError::BinaryFieldRange {

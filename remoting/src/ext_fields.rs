@@ -1,8 +1,8 @@
 //! `extFields`: the named string parameters of a command ("custom header").
 
 /// An ordered string map. Order is kept because Java peers' order is observable on the wire and
-/// byte-exact re-encoding needs it; duplicate keys (possible in binary headers, spec 5) are kept
-/// too, and lookups return the last one, as the Java decoder does.
+/// byte-exact re-encoding needs it; duplicate keys (possible in binary headers,
+/// docs/protocol.md §5) are kept too, and lookups return the last one, as the Java decoder does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExtFields(Vec<(String, String)>);
 

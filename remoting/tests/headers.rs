@@ -1,4 +1,5 @@
-//! Typed headers against real 4.9.8 traffic, spec examples L and M, round trips and errors.
+//! Typed headers against real 4.9.8 traffic, worked examples L and M (docs/protocol.md §18),
+//! round trips and errors.
 
 mod common;
 
@@ -359,7 +360,7 @@ fn golden_fixture_headers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Spec examples L and M (section 22).
+// 2. Worked examples L and M (docs/protocol.md §18).
 
 fn header_text(cmd: &RemotingCommand) -> String {
     let frame = cmd.to_frame().unwrap();

@@ -8,8 +8,8 @@ use rmq_remoting::{ExtFields, LanguageCode, RemotingCodec, RemotingCommand, Seri
 use std::net::SocketAddr;
 use tokio_util::codec::{Decoder, Encoder};
 
-// Non-empty: the binary header turns empty strings into null (spec 5), so an empty value cannot
-// survive a ROCKETMQ round trip by design.
+// Non-empty: the binary header turns empty strings into null (docs/protocol.md §5), so an empty
+// value cannot survive a ROCKETMQ round trip by design.
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-zA-Z0-9_%|-]{1,24}",

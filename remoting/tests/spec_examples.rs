@@ -1,4 +1,4 @@
-//! The byte-level examples of spec section 22 (A-D here; E-K live beside the code they test:
+//! The byte-level examples of docs/protocol.md §18 (A-D here; E-K live beside the code they test:
 //! message::stored, message::batch, acl, message::tag, message::id, body::legacy).
 
 use bytes::{Bytes, BytesMut};

@@ -1,5 +1,5 @@
 //! Java enums in JSON bodies: fastjson writes the name, the C++ clients write the ordinal
-//! (fixtures README 7.3), and Java accepts both. So do we; we write names.
+//! (docs/protocol.md §10.7), and Java accepts both. So do we; we write names.
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};

@@ -1,6 +1,6 @@
 //! fastjson's legacy output quotes no integer map keys (`{0:"127.0.0.1:10911"}`); strict parsers
-//! refuse it. This pre-pass (spec 12.2) quotes bare numeric keys outside string literals and
-//! leaves valid JSON unchanged, so it can run on every body.
+//! refuse it. This pre-pass (docs/protocol.md §10.2) quotes bare numeric keys outside string
+//! literals and leaves valid JSON unchanged, so it can run on every body.
 
 use std::borrow::Cow;
 

@@ -1,4 +1,5 @@
-//! JSON bodies (spec 12): routes, cluster info, heartbeats, lock/unlock, consumer lists.
+//! JSON bodies (docs/protocol.md §10): routes, cluster info, heartbeats, lock/unlock, consumer
+//! lists.
 //!
 //! Members are declared in alphabetical order because fastjson writes beans that way; with the
 //! same order our output matches a Java peer's byte for byte (checked against the fixtures).
@@ -35,7 +36,7 @@ pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-/// Queue permission bits (spec 12.1).
+/// Queue permission bits (docs/protocol.md §10.1).
 pub mod perm {
     pub const PRIORITY: i32 = 8;
     pub const READ: i32 = 4;
@@ -175,7 +176,7 @@ fn default_expression_type() -> String {
 }
 
 impl SubscriptionData {
-    /// A TAG subscription with the hash codes the broker filters by (spec 16.4).
+    /// A TAG subscription with the hash codes the broker filters by (docs/protocol.md §12.4).
     pub fn tags(topic: impl Into<String>, expression: &str, sub_version: i64) -> Self {
         let filter = TagFilter::parse(expression);
         let tags_set = match &filter {
@@ -262,7 +263,7 @@ mod tests {
         let r: TopicRouteData = from_json(strict).unwrap();
         assert_eq!(r.broker_datas[0].master_addr(), Some("127.0.0.1:10911"));
         assert!(r.queue_datas[0].writable());
-        // spec 12.1's example is exactly what we write back
+        // docs/protocol.md §10.1's example is exactly what we write back
         assert_eq!(to_json(&r), strict.to_vec());
         let legacy = br#"{"brokerDatas":[{"brokerAddrs":{0:"127.0.0.1:10911"},"brokerName":"broker-a","cluster":"DefaultCluster","enableActingMaster":false}],"filterServerTable":{},"queueDatas":[{"brokerName":"broker-a","perm":6,"readQueueNums":4,"topicSysFlag":0,"writeQueueNums":4}]}"#;
         assert_eq!(from_json::<TopicRouteData>(legacy).unwrap(), r);

@@ -1,4 +1,4 @@
-//! Name-server and administration headers (spec 11.1, 11.3.14).
+//! Name-server and administration headers (docs/protocol.md §9.1, §9.10).
 
 use super::value::TopicFilterType;
 

@@ -1,4 +1,4 @@
-//! Requests a broker sends to a client on the client's own connection (spec 11.4).
+//! Requests a broker sends to a client on the client's own connection (docs/protocol.md §9.11).
 
 command_header! {
     /// CHECK_TRANSACTION_STATE (39), one-way; the body is the half message.

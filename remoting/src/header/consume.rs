@@ -1,4 +1,5 @@
-//! Consumer headers: pulling, offsets, lookups, unregistering and send-back (spec 11.3).
+//! Consumer headers: pulling, offsets, lookups, unregistering and send-back
+//! (docs/protocol.md §9.4-§9.9).
 
 use super::value::BoundaryType;
 
@@ -11,7 +12,7 @@ command_header! {
         /// Logical offset of the first wanted message.
         queue_offset: i64 = "queueOffset",
         max_msg_nums: i32 = "maxMsgNums",
-        /// `FLAG_*` bits (spec 16.1).
+        /// `FLAG_*` bits (docs/protocol.md §12.1).
         sys_flag: i32 = "sysFlag",
         /// Committed offset, stored by the broker when `FLAG_COMMIT_OFFSET` is set.
         commit_offset: i64 = "commitOffset",

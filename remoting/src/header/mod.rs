@@ -1,5 +1,5 @@
 //! Typed request and response headers: the named string parameters (`extFields`) of each command,
-//! as Java's custom-header classes define them (spec 8 and 11).
+//! as Java's custom-header classes define them (docs/protocol.md §7 and §9).
 //!
 //! Every header implements [`CommandHeader`]. Field names are the Java field names; values are
 //! written as Java's `toString()` would (decimal numbers, `true`/`false`). Reading is as lenient as

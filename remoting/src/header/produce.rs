@@ -1,5 +1,5 @@
 //! Producer headers: SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) and
-//! END_TRANSACTION (37) (spec 11.2).
+//! END_TRANSACTION (37) (docs/protocol.md §9.2).
 
 /// Declares the long-name and short-name send headers from one field list (`long` / `short`), so
 /// the two can never drift apart, plus lossless conversions between them.
@@ -47,12 +47,12 @@ send_headers! {
     default_topic_queue_nums: i32 = "defaultTopicQueueNums" / "d",
     /// Negative lets the broker pick a writable queue.
     queue_id: i32 = "queueId" / "e",
-    /// Message sysFlag (spec 13.3): compression and transaction bits.
+    /// Message sysFlag (docs/protocol.md §11.3): compression and transaction bits.
     sys_flag: i32 = "sysFlag" / "f",
     born_timestamp: i64 = "bornTimestamp" / "g",
     /// The application's message flag, opaque to RocketMQ.
     flag: i32 = "flag" / "h",
-    /// Encoded message properties (spec 13.6).
+    /// Encoded message properties (docs/protocol.md §11.5).
     properties: Option<String> = "properties" / "i",
     reconsume_times: Option<i32> = "reconsumeTimes" / "j",
     // A primitive in 4.9, so Java always sends it; other clients may not.

@@ -1,5 +1,5 @@
-//! The SEND_BATCH_MESSAGE body (spec 13.8), with the item size Java 4.9.8 really writes:
-//! 22 + body + properties, counting the 2-byte properties length (fixtures README 7.1.9).
+//! The SEND_BATCH_MESSAGE body (docs/protocol.md §11.8), with the item size Java 4.9.8 really
+//! writes: 22 + body + properties, counting the 2-byte properties length (docs/protocol.md §11.8).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(&items[0].body[..], b"m1");
         assert_eq!(items[1].properties.get("UNIQ_KEY"), Some("BBBB"));
         // Our encoder drops the trailing U+0002 like Java 4.9.8, so each item is one byte
-        // shorter than the example; the example's own 48 = 22 + 2 + 24... checks the formula.
+        // shorter than example F (docs/protocol.md §18), whose 48 = 22 + 2 + 24 checks the formula.
         let again = encode_batch(&items).unwrap();
         assert_eq!(again.len(), bytes.len() - 2);
         assert_eq!(

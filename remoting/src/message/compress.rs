@@ -1,5 +1,5 @@
-//! Body compression (spec 13.4). zlib is what every Java producer uses by default and what all
-//! consumers since 4.x can read; LZ4/ZSTD bodies are reported as unsupported, not misread.
+//! Body compression (docs/protocol.md §11.4). zlib is what every Java producer uses by default and
+//! what all consumers since 4.x can read; LZ4/ZSTD bodies are reported as unsupported, not misread.
 
 use std::io::{Read, Write};
 

@@ -1,4 +1,5 @@
-//! Message ids (spec 13.7): the broker's offset id and the client's unique id (`UNIQ_KEY`).
+//! Message ids (docs/protocol.md §11.7): the broker's offset id and the client's unique id
+//! (`UNIQ_KEY`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -70,12 +71,12 @@ impl OffsetMsgId {
     }
 }
 
-/// Generates client unique ids in Java's layout (spec 13.7): IP, pid (low 16 bits), a
+/// Generates client unique ids in Java's layout (docs/protocol.md §11.7): IP, pid (low 16 bits), a
 /// per-process random int, milliseconds since the start of the month, a wrapping counter.
 ///
 /// Sans-IO: the caller passes the current time in, so tests are deterministic and the codec never
 /// reads a clock. Java uses the local time zone for the month start; we use UTC, which keeps ids
-/// unique and only shifts the (approximate, spec pitfall 13) time part.
+/// unique and only shifts the (approximate, docs/protocol.md §11.7) time part.
 #[derive(Debug, Clone)]
 pub struct UniqIdGenerator {
     prefix: String,

@@ -16,7 +16,7 @@ pub use stored::{
 };
 pub use tag::{java_string_hash, TagFilter};
 
-/// Message `sysFlag` bits (spec 13.3).
+/// Message `sysFlag` bits (docs/protocol.md §11.3).
 pub mod sys_flag {
     pub const COMPRESSED: i32 = 0x1;
     pub const MULTI_TAGS: i32 = 0x2;

@@ -1,11 +1,11 @@
-//! Message properties: `name U+0001 value U+0002 ...` (spec 13.6, fixtures README 7.1.1).
+//! Message properties: `name U+0001 value U+0002 ...` (docs/protocol.md §11.5).
 
 use crate::error::MessageError;
 
 pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
 pub const PROPERTY_SEPARATOR: char = '\u{2}';
 
-/// Property keys the protocol gives a meaning (spec 14).
+/// Property keys the protocol gives a meaning (docs/protocol.md §11.6).
 pub mod keys {
     pub const KEYS: &str = "KEYS";
     pub const TAGS: &str = "TAGS";
@@ -32,7 +32,7 @@ pub mod keys {
 
 /// An ordered property map. Wire order is kept (brokers reorder, tests compare), and duplicate
 /// keys survive decoding: a 4.9 broker appends the batch envelope's `WAIT` to items that already
-/// carry one (fixtures README 7.1.2). Lookups return the last value, like Java's `HashMap::put`.
+/// carry one (docs/protocol.md §11.5). Lookups return the last value, like Java's `HashMap::put`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Properties(Vec<(String, String)>);
 
@@ -106,7 +106,7 @@ impl Properties {
         Properties(out)
     }
 
-    /// Encodes as Java 4.9.8 does: no separator after the last pair (fixtures README 7.1.1).
+    /// Encodes as Java 4.9.8 does: no separator after the last pair (docs/protocol.md §11.5).
     /// Pairs with an empty key or value are skipped, since the decoder would drop them anyway.
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(self.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
@@ -125,7 +125,7 @@ impl Properties {
     }
 
     /// Encodes and checks what the broker would refuse: separators inside names or values, and
-    /// more than 32 767 bytes in all (spec 13.6).
+    /// more than 32 767 bytes in all (docs/protocol.md §11.5).
     pub fn encode_checked(&self) -> Result<String, MessageError> {
         for (k, v) in &self.0 {
             if k.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR]) {

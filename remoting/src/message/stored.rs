@@ -1,4 +1,4 @@
-//! The stored-message record (spec 13.1-13.2, 13.9): PULL, VIEW and QUERY bodies.
+//! The stored-message record (docs/protocol.md §11.1, §11.2, §11.9): PULL, VIEW and QUERY bodies.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -110,7 +110,7 @@ pub struct DecodeOptions {
     pub decompress: bool,
     /// The largest inflated body accepted.
     pub max_body: usize,
-    /// Split 5.x inner-batch records into their messages (spec 13.8).
+    /// Split 5.x inner-batch records into their messages (docs/protocol.md §11.8).
     pub unwrap_inner_batch: bool,
 }
 
@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(m.tags(), Some("TagA"));
         assert_eq!(m.msg_id(), "7F0000010B7C18B4AAC21A2B3C4D0000");
         assert_eq!(m.offset_msg_id(), "C0A8011400002A9F0000000000000000");
-        // The example writes a trailing U+0002; re-encoding uses Java 4.9.8's form without it,
+        // Example E (docs/protocol.md §18) ends with U+0002; re-encoding uses Java 4.9.8's form,
         // which is one byte shorter and otherwise identical.
         let mut again = BytesMut::new();
         encode_stored(m, &mut again).unwrap();

@@ -1,4 +1,5 @@
-//! Tag expressions and Java `String.hashCode` (spec 16.4): the broker filters by these numbers.
+//! Tag expressions and Java `String.hashCode` (docs/protocol.md §12.4): the broker filters by these
+//! numbers.
 
 /// Java's `String.hashCode()` over UTF-16 code units, wrapping like a Java `int`.
 pub fn java_string_hash(s: &str) -> i32 {
