@@ -89,7 +89,8 @@ fn lock_request(
         client_id: client_id.to_owned(),
         consumer_group: group.to_owned(),
         mq_set: mqs.to_vec(),
-        // 4.9 brokers ignore it; 5.x sends it and rocketmq-rust 1.0 refuses a body without it.
+        // 4.9 brokers ignore it; 5.x sends it and rocketmq-rust 1.0 refuses a body without it
+        // (docs/protocol.md §19).
         only_this_broker: Some(false),
     };
     RemotingCommand::request(code, ExtFields::new()).with_body(body::to_json(&b))

@@ -39,7 +39,8 @@ pub struct RemotingCommand {
     /// The serialization used (decoded) or to use (encoded) for the header.
     pub serialize_type: SerializeType,
     /// Whether a JSON header carries `serializeTypeCurrentRPC`. Java always writes it and the
-    /// rocketmq-rust broker drops connections without it, so new commands set it.
+    /// rocketmq-rust broker drops connections without it (docs/protocol.md §19), so new commands
+    /// set it.
     pub json_rpc_type_member: bool,
     pub body: Bytes,
 }
