@@ -74,6 +74,12 @@ impl MemBroker {
         self.store(&mq, Message::new(topic, body.to_owned()))
     }
 
+    /// How many messages queue `queue_id` of `topic` holds (its max offset).
+    pub fn len(&self, topic: &str, queue_id: i32) -> i64 {
+        self.queue_len(&MessageQueue::new(topic, BROKER_NAME, queue_id))
+            .unwrap_or(0)
+    }
+
     pub fn committed(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
         let mq = MessageQueue::new(topic, BROKER_NAME, queue_id);
         self.inner

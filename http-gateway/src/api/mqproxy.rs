@@ -231,7 +231,9 @@ enum LeaseCall {
 async fn lease_call<B: BrokerApi>(gw: &Gateway<B>, p: Params, call: LeaseCall) -> ApiResult {
     let c = Consume::from(&p)?;
     let Some(rid) = c.request_id else {
-        return Err(bad("requestId is required (parameter, or cookie rid with useCookie=true)").into());
+        return Err(
+            bad("requestId is required (parameter, or cookie rid with useCookie=true)").into(),
+        );
     };
     let client_id = c.client_id.as_deref();
     let v = match call {

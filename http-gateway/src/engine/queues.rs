@@ -305,9 +305,8 @@ impl ScopeTable {
     pub fn set_queues(&mut self, keys: impl IntoIterator<Item = QueueKey>, now: i64) {
         let keys: Vec<QueueKey> = keys.into_iter().collect();
         let mode = self.mode;
-        self.queues.retain(|k, s| {
-            keys.contains(k) || s.busy(now, mode) || s.invisible(now)
-        });
+        self.queues
+            .retain(|k, s| keys.contains(k) || s.busy(now, mode) || s.invisible(now));
         for k in keys {
             self.queues.entry(k).or_default();
         }

@@ -40,7 +40,9 @@ pub enum Admission {
     Paused,
     RateLimited,
     /// Go on; hand out this resent message first.
-    Go { resend: Option<String> },
+    Go {
+        resend: Option<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -66,10 +68,7 @@ impl ScopeState {
     /// by [`Self::took`]), or go, with the next resend if one is queued.
     pub fn admit(&mut self, now: i64) -> Admission {
         let st = &mut self.settings;
-        let limited = st
-            .rate
-            .as_mut()
-            .is_some_and(|r| !r.try_acquire(now, 1.0));
+        let limited = st.rate.as_mut().is_some_and(|r| !r.try_acquire(now, 1.0));
         if st.paused {
             Admission::Paused
         } else if limited {

@@ -48,7 +48,10 @@ fn batch_ack_commits_every_receipt_of_the_batch() {
     let mut t = table(QueueMode::Exclusive, 2);
     let (c, out) = deliver(&mut t, 0, Some(10), 10..42, 1000, T);
     assert_eq!(out.handed.len(), 32);
-    assert!(out.handed.iter().all(|h| h.count == 1 && h.deadline == 1000 + T));
+    assert!(out
+        .handed
+        .iter()
+        .all(|h| h.count == 1 && h.deadline == 1000 + T));
     assert_eq!(
         t.begin(&k(0), 1001, T, None),
         Err(LeaseError::Busy),
@@ -75,12 +78,18 @@ fn failed_broker_write_keeps_the_batch_out_until_its_deadline() {
     let mut t = table(QueueMode::Exclusive, 1);
     let (c, _) = deliver(&mut t, 0, Some(0), 0..5, 1000, T);
     let tok = token(0, 5, c.id);
-    assert!(matches!(t.ack_batch(&k(0), &tok), AckOutcome::Commit { .. }));
+    assert!(matches!(
+        t.ack_batch(&k(0), &tok),
+        AckOutcome::Commit { .. }
+    ));
     assert_eq!(t.finish_commit(&k(0), 5, false), None);
     assert_eq!(t.get(&k(0)).unwrap().committed, Some(0));
     assert!(t.candidates(2000, 0).is_empty());
     // the same requestId may try again
-    assert!(matches!(t.ack_batch(&k(0), &tok), AckOutcome::Commit { .. }));
+    assert!(matches!(
+        t.ack_batch(&k(0), &tok),
+        AckOutcome::Commit { .. }
+    ));
     t.finish_commit(&k(0), 5, false);
     assert_eq!(t.candidates(1000 + T, 0), vec![k(0)]);
 }
@@ -185,10 +194,7 @@ fn an_empty_batch_releases() {
     let mut t = table(QueueMode::Exclusive, 1);
     let c = t.begin(&k(0), 1000, T, None).unwrap();
     t.rebase(&k(0), c.id, 3);
-    assert_eq!(
-        t.ack_batch(&k(0), &token(3, 3, c.id)),
-        AckOutcome::Released
-    );
+    assert_eq!(t.ack_batch(&k(0), &token(3, 3, c.id)), AckOutcome::Released);
     assert!(t.get(&k(0)).unwrap().current().is_none());
     // a pull that found nothing leaves the claim to be released
     let c = t.begin(&k(0), 1001, T, None).unwrap();
@@ -301,7 +307,10 @@ fn partial_acks_move_the_committed_offset_to_the_lowest_unacked() {
         Some(Commit { from: 102, to: 104 })
     );
     assert_eq!(t.finish_commit(&k(0), 104, true), None);
-    assert_eq!(t.ack(&r[4], 1004), ReceiptOutcome::Commit(Commit { from: 104, to: 105 }));
+    assert_eq!(
+        t.ack(&r[4], 1004),
+        ReceiptOutcome::Commit(Commit { from: 104, to: 105 })
+    );
     t.finish_commit(&k(0), 105, true);
     let s = t.get(&k(0)).unwrap();
     assert_eq!(s.committed, Some(105));
@@ -315,7 +324,10 @@ fn a_passed_deadline_hands_the_message_out_again_under_a_new_receipt() {
     let mut t = table(QueueMode::Shared, 1);
     let (_, first) = deliver(&mut t, 0, Some(0), 0..3, 1000, 10_000);
     let old = first.handed[1].receipt.clone();
-    assert_eq!(t.ack(&first.handed[0].receipt, 2000), ReceiptOutcome::Commit(Commit { from: 0, to: 1 }));
+    assert_eq!(
+        t.ack(&first.handed[0].receipt, 2000),
+        ReceiptOutcome::Commit(Commit { from: 0, to: 1 })
+    );
     t.finish_commit(&k(0), 1, true);
     assert_eq!(t.ack(&first.handed[2].receipt, 2000), ReceiptOutcome::Acked);
     // offset 1's deadline passes: its receipt no longer acks, and the next pull, from the
@@ -336,9 +348,14 @@ fn a_passed_deadline_hands_the_message_out_again_under_a_new_receipt() {
     // the receipt of the earlier delivery can never ack the later one
     assert_eq!(
         t.ack(&old, 11_001),
-        ReceiptOutcome::Stale { current: new.delivery }
+        ReceiptOutcome::Stale {
+            current: new.delivery
+        }
     );
-    assert_eq!(t.ack(&new, 11_001), ReceiptOutcome::Commit(Commit { from: 1, to: 3 }));
+    assert_eq!(
+        t.ack(&new, 11_001),
+        ReceiptOutcome::Commit(Commit { from: 1, to: 3 })
+    );
 }
 
 #[test]
@@ -444,7 +461,10 @@ fn change_deadline_replaces_the_receipt() {
     let c = t.begin(&k(0), 2500, 1000, None).unwrap();
     assert!(!t.record_pull(&k(0), c.id, &[0], 1, 1, 2500, None).found());
     t.release(&k(0), c.id);
-    assert_eq!(t.ack(&r2, 2500), ReceiptOutcome::Commit(Commit { from: 0, to: 1 }));
+    assert_eq!(
+        t.ack(&r2, 2500),
+        ReceiptOutcome::Commit(Commit { from: 0, to: 1 })
+    );
 }
 
 #[test]
@@ -471,7 +491,11 @@ fn broker_locks_renew_release_idle_and_block_while_releasing() {
     l.granted(&k(0), true, 0);
     l.granted(&k(1), true, 0);
     assert_eq!(l.check(&k(0), 29_999), LockCheck::Trusted);
-    assert_eq!(l.check(&k(0), 30_000), LockCheck::Ask, "not renewed: not trusted");
+    assert_eq!(
+        l.check(&k(0), 30_000),
+        LockCheck::Ask,
+        "not renewed: not trusted"
+    );
     // k(0) is in use, k(1) idle since 1000
     assert_eq!(l.plan(1000, &[k(0)]), LockPlan::default());
     assert_eq!(l.plan(3999, &[k(0)]), LockPlan::default());
@@ -485,7 +509,11 @@ fn broker_locks_renew_release_idle_and_block_while_releasing() {
     l.renewed(&k(0), true, 20_000);
     assert_eq!(l.check(&k(0), 49_999), LockCheck::Trusted);
     l.renewed(&k(0), false, 40_000);
-    assert_eq!(l.check(&k(0), 40_001), LockCheck::Ask, "lost to another instance");
+    assert_eq!(
+        l.check(&k(0), 40_001),
+        LockCheck::Ask,
+        "lost to another instance"
+    );
     l.granted(&k(2), false, 0);
     assert!(l.drain().is_empty());
 }

@@ -174,11 +174,7 @@ impl<B: BrokerApi> Gateway<B> {
                 let mut refused = Vec::new();
                 for key in keys {
                     let mq = scope.mq(&key);
-                    let off = self
-                        .broker
-                        .search_offset(&mq, ts)
-                        .await
-                        .map_err(internal)?;
+                    let off = self.broker.search_offset(&mq, ts).await.map_err(internal)?;
                     self.broker
                         .commit_offset(&scope.broker_group, &mq, off)
                         .await

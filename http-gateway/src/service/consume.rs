@@ -12,7 +12,7 @@ use super::{internal, Gateway, Scope};
 use crate::broker::{BrokerApi, PullStatus};
 use crate::config::StartFrom;
 use crate::engine::{
-    Admission, AckOutcome, LockCheck, QueueKey, EMPTY_BACKOFF_MS, HELD_ELSEWHERE_MS,
+    AckOutcome, Admission, LockCheck, QueueKey, EMPTY_BACKOFF_MS, HELD_ELSEWHERE_MS,
     QUEUE_REFRESH_MS,
 };
 use crate::error::GatewayError;
@@ -525,11 +525,7 @@ impl<B: BrokerApi> Gateway<B> {
         rid: &RequestId,
     ) -> Result<bool, GatewayError> {
         let scope = self.scope(consumer, topic, client_id).await?;
-        let released = scope
-            .state
-            .lock()
-            .table
-            .release(&rid.queue, rid.lock_time);
+        let released = scope.state.lock().table.release(&rid.queue, rid.lock_time);
         Ok(released)
     }
 
@@ -540,12 +536,7 @@ impl<B: BrokerApi> Gateway<B> {
         for key in pending {
             let mq = scope.mq(&key);
             if let Ok(Some(c)) = self.broker.query_offset(&scope.broker_group, &mq).await {
-                if scope
-                    .state
-                    .lock()
-                    .table
-                    .settle_committed_elsewhere(&key, c)
-                {
+                if scope.state.lock().table.settle_committed_elsewhere(&key, c) {
                     debug!(queue = ?key, committed = c, "batch acked through another instance");
                 }
             }

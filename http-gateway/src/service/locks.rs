@@ -10,7 +10,10 @@ use super::Gateway;
 use crate::broker::BrokerApi;
 use crate::engine::QueueKey;
 
-fn by_broker(keys: &[QueueKey], mq: impl Fn(&QueueKey) -> MessageQueue) -> HashMap<String, Vec<MessageQueue>> {
+fn by_broker(
+    keys: &[QueueKey],
+    mq: impl Fn(&QueueKey) -> MessageQueue,
+) -> HashMap<String, Vec<MessageQueue>> {
     let mut m: HashMap<String, Vec<MessageQueue>> = HashMap::new();
     for k in keys {
         m.entry(k.broker_name.clone()).or_default().push(mq(k));

@@ -367,3 +367,6 @@ impl<B: BrokerApi> Gateway<B> {
         self.broker.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod tests;
