@@ -2,6 +2,8 @@
 //! MQ-Proxy/MQCloud's `/mq/*` API; the Aliyun MQ HTTP API goes beside it.
 
 pub mod mqproxy;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
