@@ -309,7 +309,8 @@ async fn bad_consume_input_is_400_and_moves_no_offset() {
     }
     .encode();
     let long = "x".repeat(65);
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         ("no consumer", "/mq/message", vec![("topic", TOPIC)]),
         ("no topic", "/mq/message", vec![("consumer", "c")]),
         (
