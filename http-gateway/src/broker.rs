@@ -149,6 +149,13 @@ pub trait BrokerApi: Send + Sync + 'static {
         key: &str,
         end_ms: i64,
     ) -> impl Future<Output = BrokerResult<Vec<MessageExt>>> + Send;
+    /// CONSUMER_SEND_MSG_BACK straight to the group's dead-letter queue (`%DLQ%group`).
+    fn dead_letter(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        broker_name: &str,
+    ) -> impl Future<Output = BrokerResult<()>> + Send;
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
 }
 
@@ -352,6 +359,19 @@ impl BrokerApi for ClientBroker {
             .await?;
         v.truncate(1);
         Ok(v)
+    }
+
+    async fn dead_letter(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        broker_name: &str,
+    ) -> BrokerResult<()> {
+        // A negative delay level sends the message to the DLQ whatever its reconsume count.
+        Ok(self
+            .client
+            .send_back(group, msg, -1, 0, Some(broker_name))
+            .await?)
     }
 
     async fn shutdown(&self) {

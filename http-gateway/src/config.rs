@@ -70,6 +70,23 @@ pub struct ConsumerConfig {
     /// The broker-side consumer group; the name by default.
     #[serde(default)]
     pub group: Option<String>,
+    /// How a queue's messages are handed out: "exclusive" (one batch per queue at a time, as
+    /// the MQ-Proxy API needs) or "shared" (several callers at once, each message invisible
+    /// until its own deadline; receipt-based APIs only).
+    #[serde(default)]
+    pub queue_mode: QueueModeConfig,
+    /// Deliveries after which a message goes to the group's dead-letter queue (receipt-based
+    /// APIs); unlimited if absent.
+    #[serde(default)]
+    pub max_deliveries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueModeConfig {
+    #[default]
+    Exclusive,
+    Shared,
 }
 
 fn default_listen() -> String {

@@ -401,5 +401,20 @@ impl BrokerApi for MemClient {
             .collect())
     }
 
+    async fn dead_letter(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        _broker_name: &str,
+    ) -> BrokerResult<()> {
+        let topic = format!("%DLQ%{group}");
+        let mut m = Message::new(&topic, msg.body.clone());
+        m.properties = msg.properties.clone();
+        self.broker.create_topic(&topic);
+        let mq = MessageQueue::new(&topic, BROKER_NAME, 0);
+        self.broker.store(&mq, m);
+        Ok(())
+    }
+
     async fn shutdown(&self) {}
 }

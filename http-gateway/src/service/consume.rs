@@ -102,6 +102,7 @@ impl<B: BrokerApi> Gateway<B> {
         let scope = self
             .scope(&r.consumer, &r.topic, r.client_id.as_deref())
             .await?;
+        scope.require_batches()?;
         let ack_info = match &r.request_id {
             Some(rid) => Some(self.ack_in(&scope, rid).await),
             None => None,
@@ -205,7 +206,7 @@ impl<B: BrokerApi> Gateway<B> {
 
     /// Makes sure this instance holds the broker lock of `key` (so instances sharing a group
     /// serve disjoint queues).
-    async fn ensure_broker_lock(
+    pub(super) async fn ensure_broker_lock(
         &self,
         scope: &Scope,
         key: &QueueKey,
@@ -232,7 +233,11 @@ impl<B: BrokerApi> Gateway<B> {
         Ok(granted)
     }
 
-    async fn start_offset(&self, scope: &Scope, mq: &MessageQueue) -> Result<i64, GatewayError> {
+    pub(super) async fn start_offset(
+        &self,
+        scope: &Scope,
+        mq: &MessageQueue,
+    ) -> Result<i64, GatewayError> {
         if let Some(o) = self
             .broker
             .query_offset(&scope.broker_group, mq)
@@ -513,6 +518,7 @@ impl<B: BrokerApi> Gateway<B> {
         rid: &RequestId,
     ) -> Result<AckInfo, GatewayError> {
         let scope = self.scope(consumer, topic, client_id).await?;
+        scope.require_batches()?;
         Ok(self.ack_in(&scope, rid).await)
     }
 

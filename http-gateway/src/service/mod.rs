@@ -6,6 +6,7 @@ mod admin;
 mod consume;
 mod locks;
 mod produce;
+mod receive;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,10 +19,11 @@ use tokio::sync::Notify;
 pub use admin::{ConsumerConfigChange, QueueOffsetView};
 pub use consume::{AckInfo, FetchRequest, FetchResult, MessageQueueView, QueueInfo};
 pub use produce::ProduceRequest;
+pub use receive::{ReceiveRequest, Received};
 
 use crate::broker::{BrokerApi, BrokerError};
 use crate::clock::Clock;
-use crate::config::{Config, ConsumerConfig, Mode};
+use crate::config::{Config, ConsumerConfig, Mode, QueueModeConfig};
 use crate::engine::{QueueKey, QueueMode, ScopeSettings, ScopeState};
 use crate::error::GatewayError;
 
@@ -62,6 +64,18 @@ impl Scope {
             &self.topic
         };
         MessageQueue::new(topic.clone(), key.broker_name.clone(), key.queue_id)
+    }
+
+    /// MQ-Proxy's requestIds name whole batches: only exclusive queues have them.
+    fn require_batches(&self) -> Result<(), GatewayError> {
+        if self.state.lock().table.mode() == QueueMode::Exclusive {
+            Ok(())
+        } else {
+            Err(GatewayError::BadRequest(format!(
+                "consumer {} hands out messages with receipts (queue_mode = \"shared\"), not batches",
+                self.cfg.name
+            )))
+        }
     }
 
     fn key(&self, mq: &MessageQueue) -> QueueKey {
@@ -281,8 +295,14 @@ impl<B: BrokerApi> Gateway<B> {
             topic: entry.cfg.topic.clone(),
             cfg: entry.cfg.clone(),
             state: Mutex::new(ScopeState::new(
-                QueueMode::Exclusive,
-                ScopeSettings::new(entry.cfg.max_pull_size, entry.cfg.consume_timeout_ms),
+                match entry.cfg.queue_mode {
+                    QueueModeConfig::Exclusive => QueueMode::Exclusive,
+                    QueueModeConfig::Shared => QueueMode::Shared,
+                },
+                ScopeSettings {
+                    max_deliveries: entry.cfg.max_deliveries,
+                    ..ScopeSettings::new(entry.cfg.max_pull_size, entry.cfg.consume_timeout_ms)
+                },
             )),
         });
         self.broker.register_consumer(

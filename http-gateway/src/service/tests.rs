@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::clock::ManualClock;
 use crate::engine::locks::{IDLE_UNLOCK_MS, LOCK_TRUST_MS};
+use crate::engine::ReceiptOutcome;
 use crate::testing::{MemBroker, MemClient, LOCK_EXPIRY_MS};
 
 const TOPIC: &str = "orders";
@@ -349,4 +350,116 @@ async fn shutdown_gives_the_broker_locks_back() {
     gw.shutdown().await;
     assert_eq!(w.broker.lock_owner("c", TOPIC, 0), None);
     assert!(gw.fetch(req(None, None)).await.is_err());
+}
+
+// ---- receipts (the Aliyun API's consumption) ----------------------------------------------
+
+fn receipts_world(queue_mode: &str) -> (World, Arc<Gateway<MemClient>>) {
+    let w = World::new();
+    let mut cfg = config("clustering");
+    cfg.consumers[0].queue_mode = match queue_mode {
+        "shared" => crate::config::QueueModeConfig::Shared,
+        _ => crate::config::QueueModeConfig::Exclusive,
+    };
+    cfg.consumers[0].max_deliveries = Some(2);
+    let gw = Gateway::new(&cfg, w.broker.client("A"), w.clock.clone());
+    (w, gw)
+}
+
+fn receive_req(max: usize, invisible_ms: i64) -> ReceiveRequest {
+    ReceiveRequest {
+        consumer: "c".into(),
+        topic: TOPIC.into(),
+        client_id: None,
+        client_ip: None,
+        max,
+        invisible_ms,
+        wait: Duration::ZERO,
+    }
+}
+
+fn offsets(v: &[Received]) -> Vec<(i32, i64, u32)> {
+    v.iter()
+        .map(|r| (r.receipt.queue.queue_id, r.receipt.offset, r.delivery_count))
+        .collect()
+}
+
+#[tokio::test]
+async fn receive_fills_across_queues_and_acks_commit_the_lowest_unacked() {
+    let (w, gw) = receipts_world("shared");
+    w.put(0, 3);
+    w.put(1, 2);
+    let got = gw.receive(receive_req(4, 5_000)).await.unwrap();
+    assert_eq!(got.len(), 4, "{:?}", offsets(&got));
+    // shared queues: the next call gets what is left, not the same messages
+    let rest = gw.receive(receive_req(4, 5_000)).await.unwrap();
+    assert_eq!(rest.len(), 1, "{:?}", offsets(&rest));
+    let all: Vec<&Received> = got.iter().chain(&rest).collect();
+    let q0: Vec<&&Received> = all
+        .iter()
+        .filter(|r| r.receipt.queue.queue_id == 0)
+        .collect();
+    // ack offsets 1 and 2 of queue 0: nothing moves while 0 is out
+    for r in &q0[1..] {
+        let o = gw.ack_receipt("c", TOPIC, None, &r.receipt).await.unwrap();
+        assert_eq!(o, ReceiptOutcome::Acked);
+    }
+    assert_eq!(w.broker.committed("c", TOPIC, 0), None);
+    let o = gw
+        .ack_receipt("c", TOPIC, None, &q0[0].receipt)
+        .await
+        .unwrap();
+    assert!(matches!(o, ReceiptOutcome::Commit(_)), "{o:?}");
+    assert_eq!(w.broker.committed("c", TOPIC, 0), Some(3));
+}
+
+#[tokio::test]
+async fn an_unacked_receipt_expires_and_the_message_comes_back_counted_then_dead_letters() {
+    let (w, gw) = receipts_world("shared");
+    w.put(0, 1);
+    let first = gw.receive(receive_req(1, 1_000)).await.unwrap();
+    assert_eq!(offsets(&first), [(0, 0, 1)]);
+    assert!(gw.receive(receive_req(1, 1_000)).await.unwrap().is_empty());
+    w.clock.advance(1_000);
+    let second = gw.receive(receive_req(1, 1_000)).await.unwrap();
+    assert_eq!(offsets(&second), [(0, 0, 2)]);
+    assert_ne!(second[0].receipt, first[0].receipt);
+    let stale = gw
+        .ack_receipt("c", TOPIC, None, &first[0].receipt)
+        .await
+        .unwrap();
+    assert!(matches!(stale, ReceiptOutcome::Stale { .. }), "{stale:?}");
+    // a third delivery would exceed max_deliveries = 2: it goes to the DLQ and is committed
+    w.clock.advance(1_000);
+    assert!(gw.receive(receive_req(1, 1_000)).await.unwrap().is_empty());
+    assert_eq!(w.broker.len("%DLQ%c", 0), 1);
+    assert_eq!(w.broker.committed("c", TOPIC, 0), Some(1));
+}
+
+#[tokio::test]
+async fn ordered_receive_hands_out_nothing_new_until_all_is_acked() {
+    let (w, gw) = receipts_world("exclusive");
+    w.put(0, 3);
+    let got = gw.receive(receive_req(2, 5_000)).await.unwrap();
+    assert_eq!(offsets(&got), [(0, 0, 1), (0, 1, 1)]);
+    assert!(gw.receive(receive_req(2, 5_000)).await.unwrap().is_empty());
+    gw.ack_receipt("c", TOPIC, None, &got[0].receipt)
+        .await
+        .unwrap();
+    assert!(gw.receive(receive_req(2, 5_000)).await.unwrap().is_empty());
+    gw.ack_receipt("c", TOPIC, None, &got[1].receipt)
+        .await
+        .unwrap();
+    assert_eq!(w.broker.committed("c", TOPIC, 0), Some(2));
+    let next = gw.receive(receive_req(2, 5_000)).await.unwrap();
+    assert_eq!(offsets(&next), [(0, 2, 1)]);
+}
+
+#[tokio::test]
+async fn mq_proxy_calls_refuse_a_shared_consumer() {
+    let (_w, gw) = receipts_world("shared");
+    assert!(matches!(
+        gw.fetch(req(None, None)).await,
+        Err(GatewayError::BadRequest(_))
+    ));
 }
