@@ -55,6 +55,20 @@ impl<B: BrokerApi> Gateway<B> {
         let scope = self
             .scope(&r.consumer, &r.topic, r.client_id.as_deref())
             .await?;
+        {
+            // Paused or over the rate limit: nothing now (the caller polls again).
+            let mut st = scope.state.lock();
+            let now = self.now();
+            if st.settings.paused
+                || st
+                    .settings
+                    .rate
+                    .as_mut()
+                    .is_some_and(|rate| !rate.try_acquire(now, 1.0))
+            {
+                return Ok(Vec::new());
+            }
+        }
         let wait = r.wait.min(Duration::from_secs(self.max_wait_seconds));
         let deadline = self.now() + wait.as_millis() as i64;
         let arrivals = self.arrivals(&scope.topic);
@@ -79,6 +93,7 @@ impl<B: BrokerApi> Gateway<B> {
                 }
             }
             if !out.is_empty() {
+                scope.state.lock().took(out.len());
                 return Ok(out);
             }
             let remaining = deadline - self.now();

@@ -456,6 +456,21 @@ async fn ordered_receive_hands_out_nothing_new_until_all_is_acked() {
 }
 
 #[tokio::test]
+async fn receive_honours_pause() {
+    let (w, gw) = receipts_world("shared");
+    w.put(0, 1);
+    let pause = |p| ConsumerConfigChange {
+        consumer: "c".into(),
+        pause: Some(p),
+        ..Default::default()
+    };
+    gw.configure(pause(true)).await.unwrap();
+    assert!(gw.receive(receive_req(1, 5_000)).await.unwrap().is_empty());
+    gw.configure(pause(false)).await.unwrap();
+    assert_eq!(gw.receive(receive_req(1, 5_000)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn mq_proxy_calls_refuse_a_shared_consumer() {
     let (_w, gw) = receipts_world("shared");
     assert!(matches!(
