@@ -1,6 +1,5 @@
 //! Gateway configuration: a TOML file, then environment variables, then command-line flags.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -24,7 +23,7 @@ pub struct Config {
     /// Enables `POST /mq/consumer/config` for callers sending `Authorization: Bearer <token>`.
     #[serde(default)]
     pub admin_token: Option<String>,
-    /// Upper bound of `waitSeconds` on /mq/message.
+    /// Upper bound of `waitSeconds` (long polling) on /mq/message.
     #[serde(default = "default_max_wait")]
     pub max_wait_seconds: u64,
 }
@@ -71,6 +70,23 @@ pub struct ConsumerConfig {
     /// The broker-side consumer group; the name by default.
     #[serde(default)]
     pub group: Option<String>,
+    /// How a queue's messages are handed out: "exclusive" (one batch per queue at a time, as
+    /// the MQ-Proxy API needs) or "shared" (several callers at once, each message invisible
+    /// until its own deadline; receipt-based APIs only).
+    #[serde(default)]
+    pub queue_mode: QueueModeConfig,
+    /// Deliveries after which a message goes to the group's dead-letter queue (receipt-based
+    /// APIs); unlimited if absent.
+    #[serde(default)]
+    pub max_deliveries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueModeConfig {
+    #[default]
+    Exclusive,
+    Shared,
 }
 
 fn default_listen() -> String {
@@ -119,23 +135,25 @@ impl Config {
         Self::from_toml(&text)
     }
 
-    /// Environment overrides: RMQ_GATEWAY_LISTEN, RMQ_NAMESRV (`a;b`), RMQ_ACCESS_KEY,
-    /// RMQ_SECRET_KEY, RMQ_GATEWAY_ADMIN_TOKEN.
-    pub fn apply_env(&mut self, env: &HashMap<String, String>) {
-        if let Some(v) = env.get("RMQ_GATEWAY_LISTEN") {
-            self.listen = v.clone();
+    /// Settings from the environment or the command line, on top of the file.
+    pub fn apply(&mut self, o: Overrides) {
+        if let Some(v) = o.listen {
+            self.listen = v;
         }
-        if let Some(v) = env.get("RMQ_NAMESRV") {
-            self.namesrv = split_addrs(v);
+        if let Some(v) = o.namesrv {
+            self.namesrv = split_addrs(&v);
         }
-        if let Some(v) = env.get("RMQ_ACCESS_KEY") {
-            self.access_key = Some(v.clone());
+        if let Some(v) = o.access_key {
+            self.access_key = Some(v);
         }
-        if let Some(v) = env.get("RMQ_SECRET_KEY") {
-            self.secret_key = Some(v.clone());
+        if let Some(v) = o.secret_key {
+            self.secret_key = Some(v);
         }
-        if let Some(v) = env.get("RMQ_GATEWAY_ADMIN_TOKEN") {
-            self.admin_token = Some(v.clone());
+        if let Some(v) = o.admin_token {
+            self.admin_token = Some(v);
+        }
+        if let Some(v) = o.max_wait_seconds {
+            self.max_wait_seconds = v;
         }
     }
 
@@ -148,6 +166,9 @@ impl Config {
         }
         if self.access_key.is_some() != self.secret_key.is_some() {
             return bad("access_key and secret_key go together".into());
+        }
+        if self.max_wait_seconds > 300 {
+            return bad("max_wait_seconds above 300".into());
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.producers {
@@ -178,6 +199,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What the binary's flags and environment variables may override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub namesrv: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub admin_token: Option<String>,
+    pub max_wait_seconds: Option<u64>,
 }
 
 pub fn split_addrs(v: &str) -> Vec<String> {
@@ -234,9 +266,13 @@ mode = "broadcast"
         assert!(c.validate().is_err());
         c.producers[0].topic = "ok".into();
         c.validate().unwrap();
-        let env: HashMap<String, String> =
-            [("RMQ_NAMESRV".to_string(), "x:1;y:2".to_string())].into();
-        c.apply_env(&env);
+        c.apply(Overrides {
+            namesrv: Some("x:1;y:2".into()),
+            max_wait_seconds: Some(5),
+            ..Overrides::default()
+        });
         assert_eq!(c.namesrv, vec!["x:1", "y:2"]);
+        assert_eq!(c.max_wait_seconds, 5);
+        assert!(c.listen.starts_with("127.0.0.1"), "untouched");
     }
 }

@@ -1,51 +1,61 @@
-//! `rmq-gateway --config gateway.toml [--listen ADDR] [--namesrv A;B]`
-//!
-//! Environment overrides (between the file and the flags): RMQ_GATEWAY_LISTEN, RMQ_NAMESRV,
-//! RMQ_ACCESS_KEY, RMQ_SECRET_KEY. Logs: RUST_LOG (default info).
+//! The `rmq-gateway` binary: a TOML file, then environment variables, then flags
+//! (`rmq-gateway --help` lists them). Logs: RUST_LOG (default info).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use rmq_gateway::config::{split_addrs, Config};
-use rmq_gateway::gateway::Gateway;
+use anyhow::Context;
+use clap::Parser;
+use rmq_gateway::broker::ClientBroker;
+use rmq_gateway::clock::{Clock, SystemClock};
+use rmq_gateway::config::{Config, Overrides};
+use rmq_gateway::service::Gateway;
 use tracing::info;
 
-fn usage() -> ! {
-    eprintln!("usage: rmq-gateway --config gateway.toml [--listen ADDR] [--namesrv HOST:PORT[;HOST:PORT]]");
-    std::process::exit(2);
+/// RocketMQ over HTTP: the MQ-Proxy/MQCloud `/mq/*` API on a RocketMQ name server and brokers.
+#[derive(Debug, Parser)]
+#[command(name = "rmq-gateway", version)]
+struct Args {
+    /// The configuration file (TOML: listen, namesrv, [[producer]], [[consumer]], ...).
+    #[arg(short, long, env = "RMQ_GATEWAY_CONFIG")]
+    config: PathBuf,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, env = "RMQ_GATEWAY_LISTEN")]
+    listen: Option<String>,
+    /// Name servers, `host:port[;host:port]`.
+    #[arg(long, env = "RMQ_NAMESRV")]
+    namesrv: Option<String>,
+    /// ACL access key (with --secret-key).
+    #[arg(long, env = "RMQ_ACCESS_KEY", hide_env_values = true)]
+    access_key: Option<String>,
+    /// ACL secret key (with --access-key).
+    #[arg(long, env = "RMQ_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Enables POST /mq/consumer/config for `Authorization: Bearer <token>`.
+    #[arg(long, env = "RMQ_GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Upper bound of a fetch's waitSeconds (long polling).
+    #[arg(long, env = "RMQ_GATEWAY_MAX_WAIT_SECONDS")]
+    max_wait_seconds: Option<u64>,
 }
 
-fn parse_args() -> anyhow::Result<Config> {
-    let mut config_path: Option<PathBuf> = None;
-    let mut listen = None;
-    let mut namesrv = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
-        match a.as_str() {
-            "--config" | "-c" => config_path = Some(PathBuf::from(val("--config")?)),
-            "--listen" => listen = Some(val("--listen")?),
-            "--namesrv" => namesrv = Some(val("--namesrv")?),
-            "--help" | "-h" => usage(),
-            other => bail!("unknown argument {other:?}"),
-        }
-    }
-    let Some(path) = config_path else { usage() };
-    let mut config = Config::load(&path)?;
-    config.apply_env(&std::env::vars().collect());
-    if let Some(l) = listen {
-        config.listen = l;
-    }
-    if let Some(n) = namesrv {
-        config.namesrv = split_addrs(&n);
-    }
+fn load(args: Args) -> anyhow::Result<Config> {
+    let mut config = Config::load(&args.config)?;
+    config.apply(Overrides {
+        listen: args.listen,
+        namesrv: args.namesrv,
+        access_key: args.access_key,
+        secret_key: args.secret_key,
+        admin_token: args.admin_token,
+        max_wait_seconds: args.max_wait_seconds,
+    });
     config.validate()?;
     Ok(config)
 }
 
-async fn shutdown_signal(gw: std::sync::Arc<Gateway>) {
+async fn shutdown_signal(gw: Arc<Gateway<ClientBroker>>) {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -64,14 +74,21 @@ async fn shutdown_signal(gw: std::sync::Arc<Gateway>) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_ansi(false)
         .init();
-    let config = parse_args().context("configuration")?;
-    let gw = Gateway::new(&config).map_err(|e| anyhow::anyhow!("starting the client: {e}"))?;
+    let config = load(args).context("configuration")?;
+    let clock = Arc::new(SystemClock);
+    let broker = ClientBroker::start(
+        &config,
+        format!("rmq-gateway@{}#{}", std::process::id(), clock.now_ms()),
+    )
+    .context("starting the client")?;
+    let gw = Gateway::new(&config, broker, clock);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -87,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let app = rmq_gateway::http::router(gw.clone());
+    let app = rmq_gateway::api::mqproxy::router(gw.clone());
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 
-use crate::lock_table::{AckToken, QueueKey};
+use crate::engine::{AckToken, QueueKey};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId {

@@ -1,0 +1,215 @@
+//! The HTTP front ends: extract the parameters, call the driver, map the answer. [`mqproxy`] is
+//! MQ-Proxy/MQCloud's `/mq/*` API; the Aliyun MQ HTTP API goes beside it.
+
+pub mod mqproxy;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, Request};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::GatewayError;
+
+/// Why a request failed, as MQ-Proxy answers it: HTTP 200 with the status in the body.
+#[derive(Debug)]
+pub enum ApiError {
+    Gateway(GatewayError),
+    /// A rejection of axum's own (a body over the size limit): its response as is.
+    Http(Response),
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        ApiError::Gateway(e)
+    }
+}
+
+/// MQ-Proxy's envelope: `{"status","message","result"}`.
+#[derive(Serialize)]
+pub struct Envelope<T: Serialize> {
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<T>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Gateway(e) => Json(Envelope::<()> {
+                status: e.status(),
+                message: Some(e.to_string()),
+                result: None,
+            })
+            .into_response(),
+            ApiError::Http(r) => r,
+        }
+    }
+}
+
+/// A success in the envelope.
+pub fn ok<T: Serialize>(result: T) -> Response {
+    Json(Envelope {
+        status: 200,
+        message: None,
+        result: Some(result),
+    })
+    .into_response()
+}
+
+fn bad(msg: impl Into<String>) -> GatewayError {
+    GatewayError::BadRequest(msg.into())
+}
+
+/// Request parameters: the query string, then the body (form or JSON object) on top; with the
+/// headers and the peer address for what the API reads from them.
+pub struct Params {
+    values: HashMap<String, Value>,
+    pub headers: HeaderMap,
+    pub peer: Option<SocketAddr>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query: Vec<(String, String)> =
+            serde_urlencoded::from_str(req.uri().query().unwrap_or(""))
+                .map_err(|e| bad(format!("malformed query string: {e}")))?;
+        let headers = req.headers().clone();
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| ApiError::Http(r.into_response()))?;
+        let mut values: HashMap<String, Value> = query
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        if !body.is_empty() {
+            let ctype = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if ctype.starts_with("application/json") {
+                let v: Value = serde_json::from_slice(&body)
+                    .map_err(|e| bad(format!("malformed JSON body: {e}")))?;
+                match v {
+                    Value::Object(m) => values.extend(m),
+                    _ => return Err(bad("the JSON body must be an object").into()),
+                }
+            } else {
+                let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+                    .map_err(|e| bad(format!("malformed form body: {e}")))?;
+                values.extend(pairs.into_iter().map(|(k, v)| (k, Value::String(v))));
+            }
+        }
+        Ok(Params {
+            values,
+            headers,
+            peer,
+        })
+    }
+}
+
+impl Params {
+    pub fn get(&self, k: &str) -> Option<&Value> {
+        self.values.get(k)
+    }
+
+    pub fn str(&self, k: &str) -> Option<String> {
+        match self.values.get(k)? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// A non-empty string parameter, if given.
+    pub fn opt(&self, k: &str) -> Option<String> {
+        self.str(k).filter(|s| !s.is_empty())
+    }
+
+    pub fn required(&self, k: &str) -> Result<String, GatewayError> {
+        self.opt(k).ok_or_else(|| bad(format!("{k} is required")))
+    }
+
+    pub fn int(&self, k: &str) -> Result<Option<i64>, GatewayError> {
+        match self.str(k).filter(|s| !s.trim().is_empty()) {
+            None => Ok(None),
+            Some(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| bad(format!("{k} must be an integer, not {s:?}"))),
+        }
+    }
+
+    /// `0`/`1` flags (MQCloud's config call).
+    pub fn bit(&self, k: &str) -> Result<Option<bool>, GatewayError> {
+        match self.int(k)? {
+            None => Ok(None),
+            Some(0) => Ok(Some(false)),
+            Some(1) => Ok(Some(true)),
+            Some(v) => Err(bad(format!("{k} must be 0 or 1, not {v}"))),
+        }
+    }
+
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.str(k).as_deref(), Some("true" | "1" | "yes"))
+    }
+
+    /// A message body: a string as is, any other JSON value as its JSON text (the guide's
+    /// messages are "json or string").
+    pub fn body(&self, k: &str) -> Option<Bytes> {
+        match self.values.get(k)? {
+            Value::Null => None,
+            Value::String(s) => Some(Bytes::from(s.clone())),
+            other => Some(Bytes::from(other.to_string())),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// The caller's address: X-Forwarded-For, X-Real-IP, then the peer.
+    pub fn client_ip(&self) -> Option<String> {
+        let first = |h: &str| {
+            self.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("unknown"))
+        };
+        first("x-forwarded-for")
+            .or_else(|| first("x-real-ip"))
+            .or_else(|| self.peer.map(|p| p.ip().to_string()))
+    }
+
+    pub fn authorization(&self) -> Option<&str> {
+        self.headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+    }
+}

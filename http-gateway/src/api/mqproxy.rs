@@ -1,0 +1,293 @@
+//! MQ-Proxy/MQCloud's `/mq/*` API: parameters from the query string, form or JSON bodies;
+//! answers in MQ-Proxy's envelope `{"status","message","result"}` with HTTP 200, so existing
+//! MQ-Proxy clients keep working.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use bytes::Bytes;
+use rmq_remoting::message::MessageExt;
+use serde_json::{json, Value};
+
+use super::{bad, ok, ApiError, Params};
+use crate::broker::BrokerApi;
+use crate::error::GatewayError;
+use crate::request_id::RequestId;
+use crate::service::{ConsumerConfigChange, FetchRequest, FetchResult, Gateway, ProduceRequest};
+
+/// Large enough for a 4 MiB message even when form-encoded.
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+type Gw<B> = State<Arc<Gateway<B>>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Router {
+    Router::new()
+        .route("/mq/produce", post(produce::<B>))
+        .route("/mq/produce/batch", post(produce_batch::<B>))
+        .route("/mq/message", get(message::<B>).post(message::<B>))
+        .route("/mq/ack", get(ack::<B>).post(ack::<B>))
+        .route("/mq/unlock", get(unlock::<B>).post(unlock::<B>))
+        .route("/mq/clustering/queue/offset", get(clustering_offsets::<B>))
+        .route("/mq/broadcast/queue/offset", get(broadcast_offsets::<B>))
+        .route("/mq/consumer/config", post(consumer_config::<B>))
+        .route("/health", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(gw)
+}
+
+async fn produce<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let req = ProduceRequest {
+        producer: p.required("producer")?,
+        message: p
+            .body("message")
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| bad("message is required"))?,
+        keys: p.str("keys"),
+        tags: p.str("tags"),
+        order_id: p.str("orderId"),
+        delay_level: p.int("delayLevel")?,
+        delivery_timestamp: p.int("deliveryTimestamp")?,
+    };
+    let r = gw.produce(req).await?;
+    Ok(ok(json!({
+        "sendStatus": r.status,
+        "msgId": r.msg_id,
+        "messageQueue": {
+            "topic": r.queue.topic,
+            "brokerName": r.queue.broker_name,
+            "queueId": r.queue.queue_id,
+        },
+        "queueOffset": r.queue_offset,
+        "offsetMsgId": r.offset_msg_id,
+        "regionId": r.region_id,
+        "traceOn": true,
+    })))
+}
+
+async fn produce_batch<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let producer = p.required("producer")?;
+    let list = match p.get("messages") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Array(a)) => a,
+            _ => return Err(bad("messages must be a JSON array").into()),
+        },
+        Some(_) => return Err(bad("messages must be a JSON array").into()),
+        None => return Err(bad("messages is required").into()),
+    };
+    let bodies: Vec<Bytes> = list
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => Bytes::from(s),
+            other => Bytes::from(other.to_string()),
+        })
+        .collect();
+    let results = gw.produce_batch(&producer, bodies).await?;
+    if results.iter().all(|r| r.is_ok()) {
+        return Ok(Json(json!({"status": 200})).into_response());
+    }
+    let list: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(()) => json!({"status": 200}),
+            Err(e) => json!({"status": e.status(), "message": e.to_string()}),
+        })
+        .collect();
+    Ok(
+        Json(json!({"status": 500, "message": "some messages failed to send", "result": list}))
+            .into_response(),
+    )
+}
+
+fn message_json(m: &MessageExt) -> Value {
+    let mut v = json!({
+        "messageId": m.msg_id(),
+        "timestamp": m.store_timestamp,
+    });
+    match std::str::from_utf8(&m.body) {
+        Ok(s) => v["message"] = Value::String(s.to_owned()),
+        Err(_) => {
+            // Not text: base64, flagged, rather than a lossy string.
+            v["message"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&m.body));
+            v["encoding"] = Value::String("base64".into());
+        }
+    }
+    if let Some(t) = m.tags() {
+        v["tags"] = Value::String(t.to_owned());
+    }
+    let keys: Vec<&str> = m.keys().collect();
+    if !keys.is_empty() {
+        v["keys"] = Value::String(keys.join(" "));
+    }
+    if m.reconsume_times > 0 {
+        v["reconsumeTimes"] = json!(m.reconsume_times);
+    }
+    v
+}
+
+/// The parameters every consume call has.
+struct Consume {
+    consumer: String,
+    topic: String,
+    client_id: Option<String>,
+    request_id: Option<RequestId>,
+    use_cookie: bool,
+}
+
+impl Consume {
+    fn from(p: &Params) -> Result<Consume, GatewayError> {
+        let use_cookie = p.flag("useCookie");
+        let rid_text = p.opt("requestId").or_else(|| {
+            use_cookie
+                .then(|| p.cookie("rid").filter(|s| !s.is_empty()))
+                .flatten()
+        });
+        let request_id = match rid_text {
+            Some(t) => Some(RequestId::decode(&t).map_err(|e| bad(e.to_string()))?),
+            None => None,
+        };
+        Ok(Consume {
+            consumer: p.required("consumer")?,
+            topic: p.required("topic")?,
+            client_id: p.opt("clientId"),
+            request_id,
+            use_cookie,
+        })
+    }
+}
+
+fn with_cookie(mut resp: Response, use_cookie: bool, rid: Option<&str>) -> Response {
+    if use_cookie {
+        let v = match rid {
+            Some(r) => format!("rid={r}; Path=/"),
+            None => "rid=; Path=/; Max-Age=0".to_owned(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+fn fetch_json(r: &FetchResult) -> Value {
+    let msgs: Vec<Value> = r.messages.iter().map(message_json).collect();
+    let retry: Vec<Value> = r.retry_messages.iter().map(message_json).collect();
+    let mut v = json!({
+        "status": r.status,
+        "msgList": msgs,
+        "msgListSize": r.messages.len(),
+        "retryMsgList": retry,
+        "retryMsgListSize": r.retry_messages.len(),
+    });
+    if let Some(id) = &r.request_id {
+        v["requestId"] = Value::String(id.clone());
+    }
+    if let Some(a) = &r.ack_info {
+        v["ackInfo"] = json!(a);
+    }
+    if let Some(q) = &r.queue_info {
+        v["queueInfo"] = json!(q);
+    }
+    v
+}
+
+async fn message<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let c = Consume::from(&p)?;
+    let max = gw.max_wait_seconds();
+    let wait = match p.int("waitSeconds")? {
+        None => 0,
+        Some(w) if w >= 0 && (w as u64) <= max => w as u64,
+        Some(w) => return Err(bad(format!("waitSeconds {w} must be 0..{max}")).into()),
+    };
+    let req = FetchRequest {
+        consumer: c.consumer,
+        topic: c.topic,
+        request_id: c.request_id,
+        client_id: c.client_id,
+        client_ip: p.opt("clientIp").or_else(|| p.client_ip()),
+        wait: Duration::from_secs(wait),
+    };
+    let r = gw.fetch(req).await?;
+    Ok(with_cookie(
+        ok(fetch_json(&r)),
+        c.use_cookie,
+        r.request_id.as_deref(),
+    ))
+}
+
+/// `/mq/ack` and `/mq/unlock`: both name a lease by its requestId.
+enum LeaseCall {
+    Ack,
+    Unlock,
+}
+
+async fn lease_call<B: BrokerApi>(gw: &Gateway<B>, p: Params, call: LeaseCall) -> ApiResult {
+    let c = Consume::from(&p)?;
+    let Some(rid) = c.request_id else {
+        return Err(
+            bad("requestId is required (parameter, or cookie rid with useCookie=true)").into(),
+        );
+    };
+    let client_id = c.client_id.as_deref();
+    let v = match call {
+        LeaseCall::Ack => {
+            let info = gw.ack(&c.consumer, &c.topic, client_id, &rid).await?;
+            json!({"status": info.status, "message": info.message})
+        }
+        LeaseCall::Unlock => {
+            let done = gw.unlock(&c.consumer, &c.topic, client_id, &rid).await?;
+            json!({"status": 200, "message": format!("unlock:{done}")})
+        }
+    };
+    Ok(with_cookie(Json(v).into_response(), c.use_cookie, None))
+}
+
+async fn ack<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    lease_call(&gw, p, LeaseCall::Ack).await
+}
+
+async fn unlock<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    lease_call(&gw, p, LeaseCall::Unlock).await
+}
+
+async fn clustering_offsets<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let consumer = p.required("consumer")?;
+    let mut v = gw.queue_offsets(&consumer, None).await?;
+    Ok(ok(v.pop().map(|(_, list)| list).unwrap_or_default()))
+}
+
+async fn broadcast_offsets<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let consumer = p.required("consumer")?;
+    let client_id = p.opt("clientId");
+    let v = gw.queue_offsets(&consumer, client_id.as_deref()).await?;
+    let map: serde_json::Map<String, Value> = v
+        .into_iter()
+        .map(|(cid, list)| (cid.unwrap_or_default(), json!(list)))
+        .collect();
+    Ok(ok(map))
+}
+
+async fn consumer_config<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    gw.admin_allowed(p.authorization())?;
+    let change = ConsumerConfigChange {
+        consumer: p.required("consumer")?,
+        client_id: p.opt("clientId"),
+        max_pull_size: p
+            .int("maxPullSize")?
+            .map(|v| v.clamp(0, u32::MAX as i64) as u32),
+        consume_timeout_ms: p.int("consumeTimeoutInMillis")?.map(|v| v.max(0) as u64),
+        pause: p.bit("pause")?,
+        rate_limit_enabled: p.bit("rateLimitEnabled")?,
+        limit_rate: p.int("limitRate")?.map(|v| v as f64),
+        reset_offset_timestamp: p.int("resetOffsetTimestamp")?,
+        retry_msg_id: p.str("retryMsgId"),
+    };
+    Ok(ok(gw.configure(change).await?))
+}

@@ -1,0 +1,380 @@
+//! The broker seam: every broker call the gateway makes, as one trait ([`BrokerApi`]), with
+//! [`ClientBroker`] over rmq-client for the real thing (and `testing::MemBroker` in memory).
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use rmq_client::consumer_api::PullRequest;
+use rmq_client::{ClientConfig, ClientError, MQClient, Producer};
+use rmq_remoting::acl::AclCredentials;
+use rmq_remoting::body::{
+    ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData,
+};
+use rmq_remoting::message::MessageExt;
+use tracing::warn;
+
+pub use rmq_client::{Message, QueueSelector};
+
+use crate::config::{Config, StartFrom};
+
+/// How a broker call failed, in the classes the gateway answers differently.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The request itself is wrong (too large, bad topic, bad properties): nothing was sent.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request may or may not have taken effect (timeout or disconnect after sending).
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    #[error("topic {0} does not exist")]
+    TopicNotExist(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ClientError> for BrokerError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::InvalidArgument(_)
+            | ClientError::MessageTooLarge { .. }
+            | ClientError::NotSupported(_)
+            | ClientError::Message(_) => BrokerError::Invalid(e.to_string()),
+            ClientError::Timeout { .. } | ClientError::ConnectionClosed { .. } => {
+                BrokerError::OutcomeUnknown(e.to_string())
+            }
+            ClientError::TopicNotExist(t) => BrokerError::TopicNotExist(t),
+            e => BrokerError::Failed(e.to_string()),
+        }
+    }
+}
+
+pub type BrokerResult<T> = Result<T, BrokerError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    Found,
+    NoNewMsg,
+    NoMatchedMsg,
+    OffsetIllegal,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub status: PullStatus,
+    pub next_begin_offset: i64,
+    pub max_offset: i64,
+    pub messages: Vec<MessageExt>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub status: &'static str,
+    pub msg_id: String,
+    pub offset_msg_id: String,
+    pub queue: MessageQueue,
+    /// Offset of the (first) message in its queue.
+    pub queue_offset: i64,
+    pub region_id: Option<String>,
+}
+
+/// The broker calls of the gateway. `client_id` names the lock owner (one per gateway
+/// instance); `group` is a consumer group.
+pub trait BrokerApi: Send + Sync + 'static {
+    /// The client id this instance locks queues under.
+    fn instance_id(&self) -> String;
+    /// The queues consumers read (the route's subscribe queues).
+    fn route(&self, topic: &str) -> impl Future<Output = BrokerResult<Vec<MessageQueue>>> + Send;
+    /// Announces a consumer group reading `topics` (heartbeats carry it).
+    fn register_consumer(&self, group: &str, topics: &[String], start: StartFrom);
+    /// Heartbeats to the masters of `topic` now, so brokers create the group's retry topic.
+    fn announce(&self, topic: &str) -> impl Future<Output = ()> + Send;
+    fn max_message_size(&self) -> usize;
+    fn send(
+        &self,
+        producer_group: &str,
+        msg: Message,
+        selector: QueueSelector,
+    ) -> impl Future<Output = BrokerResult<Sent>> + Send;
+    /// One batch to one queue; `Sent::queue_offset` is the first message's.
+    fn send_batch(
+        &self,
+        producer_group: &str,
+        msgs: Vec<Message>,
+    ) -> impl Future<Output = BrokerResult<Sent>> + Send;
+    fn pull(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        offset: i64,
+        max: u32,
+    ) -> impl Future<Output = BrokerResult<Pulled>> + Send;
+    /// LOCK_BATCH_MQ: the queues granted.
+    fn lock(
+        &self,
+        group: &str,
+        client_id: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+    ) -> impl Future<Output = BrokerResult<Vec<MessageQueue>>> + Send;
+    fn unlock(
+        &self,
+        group: &str,
+        client_id: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+    ) -> impl Future<Output = BrokerResult<()>> + Send;
+    fn query_offset(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+    ) -> impl Future<Output = BrokerResult<Option<i64>>> + Send;
+    fn commit_offset(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        offset: i64,
+    ) -> impl Future<Output = BrokerResult<()>> + Send;
+    fn max_offset(&self, mq: &MessageQueue) -> impl Future<Output = BrokerResult<i64>> + Send;
+    fn min_offset(&self, mq: &MessageQueue) -> impl Future<Output = BrokerResult<i64>> + Send;
+    /// The first offset stored at or after `timestamp_ms`.
+    fn search_offset(
+        &self,
+        mq: &MessageQueue,
+        timestamp_ms: i64,
+    ) -> impl Future<Output = BrokerResult<i64>> + Send;
+    /// A message of `topic` by its unique key (`UNIQ_KEY`).
+    fn find_by_unique_key(
+        &self,
+        topic: &str,
+        key: &str,
+        end_ms: i64,
+    ) -> impl Future<Output = BrokerResult<Vec<MessageExt>>> + Send;
+    /// CONSUMER_SEND_MSG_BACK straight to the group's dead-letter queue (`%DLQ%group`).
+    fn dead_letter(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        broker_name: &str,
+    ) -> impl Future<Output = BrokerResult<()>> + Send;
+    fn shutdown(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// [`BrokerApi`] over rmq-client: one client, one producer per configured producer group.
+pub struct ClientBroker {
+    client: MQClient,
+    producers: HashMap<String, Producer>,
+}
+
+impl ClientBroker {
+    pub fn start(config: &Config, instance_name: String) -> BrokerResult<Self> {
+        let mut cc = ClientConfig::new(&config.namesrv.join(";"));
+        cc.credentials = match (&config.access_key, &config.secret_key) {
+            (Some(a), Some(s)) => Some(AclCredentials {
+                access_key: a.clone(),
+                secret_key: s.clone(),
+                security_token: None,
+            }),
+            _ => None,
+        };
+        cc.instance_name = instance_name;
+        let client = MQClient::start(cc)?;
+        let producers = config
+            .producers
+            .iter()
+            .map(|p| {
+                let group = p.group.clone().unwrap_or_else(|| p.name.clone());
+                let mut pc = rmq_client::ProducerConfig::new(group.clone());
+                pc.auto_create_topic = true;
+                (group, Producer::new(client.clone(), pc))
+            })
+            .collect();
+        Ok(ClientBroker { client, producers })
+    }
+
+    pub fn client(&self) -> &MQClient {
+        &self.client
+    }
+
+    fn producer(&self, group: &str) -> BrokerResult<&Producer> {
+        self.producers
+            .get(group)
+            .ok_or_else(|| BrokerError::Invalid(format!("no producer group {group}")))
+    }
+}
+
+fn sent(r: rmq_client::SendResult) -> Sent {
+    Sent {
+        status: r.status.as_str(),
+        msg_id: r.msg_id,
+        offset_msg_id: r.offset_msg_id,
+        queue: r.queue,
+        queue_offset: r.queue_offset,
+        region_id: r.region_id,
+    }
+}
+
+impl BrokerApi for ClientBroker {
+    fn instance_id(&self) -> String {
+        self.client.client_id()
+    }
+
+    async fn route(&self, topic: &str) -> BrokerResult<Vec<MessageQueue>> {
+        Ok(self.client.route(topic).await?.subscribe_queues.clone())
+    }
+
+    fn register_consumer(&self, group: &str, topics: &[String], start: StartFrom) {
+        self.client.register_consumer(ConsumerData {
+            consume_from_where: match start {
+                StartFrom::Earliest => ConsumeFromWhere::FirstOffset,
+                StartFrom::Latest => ConsumeFromWhere::LastOffset,
+            },
+            consume_type: ConsumeType::Actively,
+            group_name: group.to_owned(),
+            // Broadcast clientIds each have a group of their own, so the broker sees them as
+            // clustering groups of one.
+            message_model: MessageModel::Clustering,
+            subscription_data_set: topics
+                .iter()
+                .map(|t| SubscriptionData::tags(t.clone(), "*", 0))
+                .collect(),
+            unit_mode: false,
+        });
+    }
+
+    async fn announce(&self, topic: &str) {
+        if let Ok(route) = self.client.route(topic).await {
+            for addr in route.master_addrs() {
+                if let Err(e) = self.client.heartbeat(&addr).await {
+                    warn!(broker = %addr, error = %e, "heartbeat failed");
+                }
+            }
+        }
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.producers
+            .values()
+            .next()
+            .map_or(4 * 1024 * 1024, |p| p.config().max_message_size)
+    }
+
+    async fn send(
+        &self,
+        producer_group: &str,
+        msg: Message,
+        selector: QueueSelector,
+    ) -> BrokerResult<Sent> {
+        let p = self.producer(producer_group)?;
+        Ok(sent(p.send_with(msg, selector).await?))
+    }
+
+    async fn send_batch(&self, producer_group: &str, msgs: Vec<Message>) -> BrokerResult<Sent> {
+        let p = self.producer(producer_group)?;
+        Ok(sent(p.send_batch(msgs, QueueSelector::RoundRobin).await?))
+    }
+
+    async fn pull(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        offset: i64,
+        max: u32,
+    ) -> BrokerResult<Pulled> {
+        let mut req = PullRequest::new(group.to_owned(), offset);
+        req.max_msgs = max as i32;
+        let r = self.client.pull(mq, &req).await?;
+        use rmq_client::PullStatus as P;
+        Ok(Pulled {
+            status: match r.status {
+                P::Found => PullStatus::Found,
+                P::NoNewMsg => PullStatus::NoNewMsg,
+                P::NoMatchedMsg => PullStatus::NoMatchedMsg,
+                P::OffsetIllegal => PullStatus::OffsetIllegal,
+            },
+            next_begin_offset: r.next_begin_offset,
+            max_offset: r.max_offset,
+            messages: r.messages,
+        })
+    }
+
+    async fn lock(
+        &self,
+        group: &str,
+        client_id: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+    ) -> BrokerResult<Vec<MessageQueue>> {
+        Ok(self
+            .client
+            .lock_batch_as(group, client_id, broker_name, mqs)
+            .await?)
+    }
+
+    async fn unlock(
+        &self,
+        group: &str,
+        client_id: &str,
+        broker_name: &str,
+        mqs: &[MessageQueue],
+    ) -> BrokerResult<()> {
+        Ok(self
+            .client
+            .unlock_batch_as(group, client_id, broker_name, mqs, false)
+            .await?)
+    }
+
+    async fn query_offset(&self, group: &str, mq: &MessageQueue) -> BrokerResult<Option<i64>> {
+        Ok(self.client.query_consumer_offset(group, mq).await?)
+    }
+
+    async fn commit_offset(&self, group: &str, mq: &MessageQueue, offset: i64) -> BrokerResult<()> {
+        Ok(self
+            .client
+            .update_consumer_offset(group, mq, offset, false)
+            .await?)
+    }
+
+    async fn max_offset(&self, mq: &MessageQueue) -> BrokerResult<i64> {
+        Ok(self.client.max_offset(mq).await?)
+    }
+
+    async fn min_offset(&self, mq: &MessageQueue) -> BrokerResult<i64> {
+        Ok(self.client.min_offset(mq).await?)
+    }
+
+    async fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> BrokerResult<i64> {
+        Ok(self.client.search_offset(mq, timestamp_ms).await?)
+    }
+
+    async fn find_by_unique_key(
+        &self,
+        topic: &str,
+        key: &str,
+        end_ms: i64,
+    ) -> BrokerResult<Vec<MessageExt>> {
+        // UNIQ_KEYs carry no time the broker can use; search the broker's whole index window.
+        let mut v = self
+            .client
+            .query_message(topic, key, true, 32, 0, end_ms)
+            .await?;
+        v.truncate(1);
+        Ok(v)
+    }
+
+    async fn dead_letter(
+        &self,
+        group: &str,
+        msg: &MessageExt,
+        broker_name: &str,
+    ) -> BrokerResult<()> {
+        // A negative delay level sends the message to the DLQ whatever its reconsume count.
+        Ok(self
+            .client
+            .send_back(group, msg, -1, 0, Some(broker_name))
+            .await?)
+    }
+
+    async fn shutdown(&self) {
+        self.client.shutdown().await;
+    }
+}

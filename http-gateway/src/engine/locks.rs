@@ -1,0 +1,139 @@
+//! Broker locks this instance holds (LOCK_BATCH_MQ under its client id), so that gateway
+//! instances sharing a group serve disjoint queues: which are held, which are due for renewal,
+//! which sit idle and go back to the broker, and which are being given back right now.
+
+use std::collections::{HashMap, HashSet};
+
+use super::queues::QueueKey;
+
+/// Broker locks are renewed this often (the broker keeps them 60 s).
+pub const RENEW_EVERY_MS: i64 = 20_000;
+/// A broker lock not renewed for this long is not trusted (docs/protocol.md §13: trusted for 30 s).
+pub const LOCK_TRUST_MS: i64 = 30_000;
+/// A queue no HTTP consumer holds is given back to the broker after this long, so another
+/// gateway instance can serve it.
+pub const IDLE_UNLOCK_MS: i64 = 3_000;
+/// A queue another instance holds is not asked for again before this long.
+pub const HELD_ELSEWHERE_MS: i64 = 5_000;
+
+/// A broker lock this instance holds for a queue of a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub renewed_at: i64,
+    pub idle_since: Option<i64>,
+}
+
+/// Whether a queue may be served without asking the broker first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockCheck {
+    /// Held and renewed recently.
+    Trusted,
+    /// Being given back: not servable until the unlock has been answered, or the unlock could
+    /// land after a new lease and free a queue this instance serves.
+    Releasing,
+    /// Ask the broker (LOCK_BATCH_MQ), then report with [`BrokerLocks::granted`].
+    Ask,
+}
+
+/// What the periodic maintenance sends to the broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockPlan {
+    /// Held and in use: LOCK_BATCH_MQ again, then [`BrokerLocks::renewed`].
+    pub renew: Vec<QueueKey>,
+    /// Idle: UNLOCK_BATCH_MQ, then [`BrokerLocks::unlocked`].
+    pub release: Vec<QueueKey>,
+}
+
+#[derive(Debug, Default)]
+pub struct BrokerLocks {
+    held: HashMap<QueueKey, Held>,
+    releasing: HashSet<QueueKey>,
+}
+
+impl BrokerLocks {
+    pub fn check(&self, key: &QueueKey, now: i64) -> LockCheck {
+        if self.releasing.contains(key) {
+            return LockCheck::Releasing;
+        }
+        match self.held.get(key) {
+            Some(h) if now - h.renewed_at < LOCK_TRUST_MS => LockCheck::Trusted,
+            _ => LockCheck::Ask,
+        }
+    }
+
+    /// The broker answered a lock request for `key`.
+    pub fn granted(&mut self, key: &QueueKey, granted: bool, now: i64) {
+        if granted {
+            self.held.insert(
+                key.clone(),
+                Held {
+                    renewed_at: now,
+                    idle_since: None,
+                },
+            );
+        } else {
+            self.held.remove(key);
+        }
+    }
+
+    /// The queue is in use: it is not idle.
+    pub fn touch(&mut self, key: &QueueKey) {
+        if let Some(h) = self.held.get_mut(key) {
+            h.idle_since = None;
+        }
+    }
+
+    /// Renewals due and idle locks to give back; `leased` are the queues in use now. The locks
+    /// to give back move to "releasing" at once.
+    pub fn plan(&mut self, now: i64, leased: &[QueueKey]) -> LockPlan {
+        let mut plan = LockPlan::default();
+        for (key, h) in self.held.iter_mut() {
+            if leased.contains(key) {
+                h.idle_since = None;
+            } else {
+                h.idle_since.get_or_insert(now);
+            }
+            if h.idle_since.is_some_and(|t| now - t >= IDLE_UNLOCK_MS) {
+                plan.release.push(key.clone());
+            } else if now - h.renewed_at >= RENEW_EVERY_MS {
+                plan.renew.push(key.clone());
+            }
+        }
+        for k in &plan.release {
+            self.held.remove(k);
+            self.releasing.insert(k.clone());
+        }
+        plan.renew.sort();
+        plan.release.sort();
+        plan
+    }
+
+    /// The broker answered the unlock (or it failed: the broker lets the lock expire).
+    pub fn unlocked(&mut self, keys: &[QueueKey]) {
+        for k in keys {
+            self.releasing.remove(k);
+        }
+    }
+
+    /// The broker answered a renewal: a queue not granted was lost to another instance.
+    pub fn renewed(&mut self, key: &QueueKey, granted: bool, now: i64) {
+        if granted {
+            if let Some(h) = self.held.get_mut(key) {
+                h.renewed_at = now;
+            }
+        } else {
+            self.held.remove(key);
+        }
+    }
+
+    /// Every lock held (shutdown gives them all back).
+    pub fn drain(&mut self) -> Vec<QueueKey> {
+        let mut v: Vec<QueueKey> = self.held.drain().map(|(k, _)| k).collect();
+        v.sort();
+        v
+    }
+
+    pub fn held(&self) -> impl Iterator<Item = (&QueueKey, &Held)> {
+        self.held.iter()
+    }
+}

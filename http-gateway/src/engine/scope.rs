@@ -1,0 +1,89 @@
+//! One consumer scope's state in one place: its queue table, its broker locks and its runtime
+//! settings (pause, rate limit, pull size, timeout, resends).
+
+use std::collections::VecDeque;
+
+use super::locks::BrokerLocks;
+use super::queues::{QueueMode, ScopeTable};
+use super::rate::RateLimiter;
+
+/// Runtime settings of a scope, changed through `/mq/consumer/config`. They live in this
+/// instance's memory: send the call to every instance.
+#[derive(Debug, Clone)]
+pub struct ScopeSettings {
+    pub paused: bool,
+    pub max_pull_size: u32,
+    pub consume_timeout_ms: u64,
+    pub rate: Option<RateLimiter>,
+    /// Unique keys of messages to hand out again in `retryMsgList` (MQCloud's resend).
+    pub resend: VecDeque<String>,
+    /// A message handed out more often than this goes to the dead-letter queue instead.
+    pub max_deliveries: Option<u32>,
+}
+
+impl ScopeSettings {
+    pub fn new(max_pull_size: u32, consume_timeout_ms: u64) -> Self {
+        ScopeSettings {
+            paused: false,
+            max_pull_size,
+            consume_timeout_ms,
+            rate: None,
+            resend: VecDeque::new(),
+            max_deliveries: None,
+        }
+    }
+}
+
+/// Whether a fetch may go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Paused,
+    RateLimited,
+    /// Go on; hand out this resent message first.
+    Go {
+        resend: Option<String>,
+    },
+}
+
+#[derive(Debug)]
+pub struct ScopeState {
+    pub table: ScopeTable,
+    pub locks: BrokerLocks,
+    pub settings: ScopeSettings,
+    /// When the queue set was last read from the route.
+    pub queues_at: i64,
+}
+
+impl ScopeState {
+    pub fn new(mode: QueueMode, settings: ScopeSettings) -> Self {
+        ScopeState {
+            table: ScopeTable::new(mode),
+            locks: BrokerLocks::default(),
+            settings,
+            queues_at: 0,
+        }
+    }
+
+    /// A fetch asks to go on: paused, over the rate limit (one token per fetch, the rest taken
+    /// by [`Self::took`]), or go, with the next resend if one is queued.
+    pub fn admit(&mut self, now: i64) -> Admission {
+        let st = &mut self.settings;
+        let limited = st.rate.as_mut().is_some_and(|r| !r.try_acquire(now, 1.0));
+        if st.paused {
+            Admission::Paused
+        } else if limited {
+            Admission::RateLimited
+        } else {
+            Admission::Go {
+                resend: st.resend.pop_front(),
+            }
+        }
+    }
+
+    /// A fetch admitted by [`Self::admit`] handed out `n` messages.
+    pub fn took(&mut self, n: usize) {
+        if let Some(rate) = self.settings.rate.as_mut() {
+            rate.take(n as f64 - 1.0);
+        }
+    }
+}

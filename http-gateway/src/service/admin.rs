@@ -1,0 +1,219 @@
+//! MQCloud's administration calls: backlog per queue, and `/mq/consumer/config` (pause, rate
+//! limit, pull size, timeout, offset reset, resend).
+
+use super::consume::MessageQueueView;
+use super::{internal, Gateway};
+use crate::broker::BrokerApi;
+use crate::engine::{QueueKey, RateLimiter};
+use crate::error::GatewayError;
+
+/// One queue's line in the backlog report.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueOffsetView {
+    pub message_queue: MessageQueueView,
+    pub max_offset: i64,
+    pub committed_offset: Option<i64>,
+    pub backlog: i64,
+    pub lock_timestamp: Option<i64>,
+    pub last_consume_timestamp: Option<i64>,
+    pub last_consume_client_ip: Option<String>,
+    pub broker_group: String,
+}
+
+/// The body of `/mq/consumer/config` (MQCloud's ConsumerConfigParam).
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerConfigChange {
+    pub consumer: String,
+    pub client_id: Option<String>,
+    pub max_pull_size: Option<u32>,
+    pub consume_timeout_ms: Option<u64>,
+    pub pause: Option<bool>,
+    pub rate_limit_enabled: Option<bool>,
+    pub limit_rate: Option<f64>,
+    pub reset_offset_timestamp: Option<i64>,
+    pub retry_msg_id: Option<String>,
+}
+
+impl ConsumerConfigChange {
+    fn validate(&self) -> Result<(), GatewayError> {
+        if self.max_pull_size.is_some_and(|n| !(1..=128).contains(&n)) {
+            return Err(GatewayError::bad("maxPullSize must be 1..128"));
+        }
+        if self
+            .consume_timeout_ms
+            .is_some_and(|t| !(10_000..=129_600_000).contains(&t))
+        {
+            return Err(GatewayError::bad(
+                "consumeTimeoutInMillis must be 10000..129600000",
+            ));
+        }
+        if self.limit_rate.is_some_and(|r| r < 1.0) {
+            return Err(GatewayError::bad("limitRate must be at least 1"));
+        }
+        if self.reset_offset_timestamp.is_some_and(|t| t < 0) {
+            return Err(GatewayError::bad("resetOffsetTimestamp must be >= 0"));
+        }
+        Ok(())
+    }
+}
+
+impl<B: BrokerApi> Gateway<B> {
+    /// Backlog per queue: the broker's max and committed offsets, and this instance's leases.
+    pub async fn queue_offsets(
+        &self,
+        consumer: &str,
+        client_id: Option<&str>,
+    ) -> Result<Vec<(Option<String>, Vec<QueueOffsetView>)>, GatewayError> {
+        let mut out = Vec::new();
+        for (cid, scope) in self.scopes_for(consumer, client_id).await? {
+            // (queue, lock time, last consume, last client ip)
+            type Row = (QueueKey, Option<i64>, Option<i64>, Option<String>);
+            let keys: Vec<Row> = scope
+                .state
+                .lock()
+                .table
+                .queues()
+                .map(|(k, s)| {
+                    (
+                        k.clone(),
+                        s.current(),
+                        s.last_consume_ms,
+                        s.last_client_ip.clone(),
+                    )
+                })
+                .collect();
+            let mut views = Vec::with_capacity(keys.len());
+            for (key, lock, last, ip) in keys {
+                let mq = scope.mq(&key);
+                let max = self.broker.max_offset(&mq).await.map_err(internal)?;
+                let committed = self
+                    .broker
+                    .query_offset(&scope.broker_group, &mq)
+                    .await
+                    .map_err(internal)?;
+                views.push(QueueOffsetView {
+                    message_queue: MessageQueueView::from(&mq),
+                    max_offset: max,
+                    committed_offset: committed,
+                    backlog: (max - committed.unwrap_or(0)).max(0),
+                    lock_timestamp: lock,
+                    last_consume_timestamp: last,
+                    last_consume_client_ip: ip,
+                    broker_group: scope.broker_group.clone(),
+                });
+            }
+            out.push((cid, views));
+        }
+        Ok(out)
+    }
+
+    /// MQCloud's `/mq/consumer/config`: pause, rate limit, pull size, timeout, offset reset,
+    /// resend. Returns what was done.
+    pub async fn configure(&self, c: ConsumerConfigChange) -> Result<Vec<String>, GatewayError> {
+        c.validate()?;
+        let scopes = self.scopes_for(&c.consumer, c.client_id.as_deref()).await?;
+        if scopes.is_empty() {
+            return Err(GatewayError::BadRequest(format!(
+                "no clientId of broadcast consumer {} has fetched through this instance yet; pass clientId",
+                c.consumer
+            )));
+        }
+        let mut done = Vec::new();
+        for (cid, scope) in scopes {
+            let who = match &cid {
+                Some(c) => format!("{}:{c}", scope.broker_group),
+                None => scope.broker_group.clone(),
+            };
+            {
+                let now = self.now();
+                let mut state = scope.state.lock();
+                let st = &mut state.settings;
+                if let Some(p) = c.pause {
+                    st.paused = p;
+                    done.push(format!("{who} pause={p}"));
+                }
+                if let Some(n) = c.max_pull_size {
+                    st.max_pull_size = n;
+                    done.push(format!("{who} maxPullSize={n}"));
+                }
+                if let Some(t) = c.consume_timeout_ms {
+                    st.consume_timeout_ms = t;
+                    done.push(format!("{who} consumeTimeoutInMillis={t}"));
+                }
+                match (c.rate_limit_enabled, c.limit_rate) {
+                    (Some(false), _) => {
+                        st.rate = None;
+                        done.push(format!("{who} rate limit off"));
+                    }
+                    (Some(true), r) | (None, r @ Some(_)) => {
+                        let per_sec = r
+                            .or(st.rate.as_ref().map(|x| x.per_sec()))
+                            .unwrap_or(1024.0);
+                        st.rate = Some(RateLimiter::new(per_sec, now));
+                        done.push(format!("{who} rate limit {per_sec}/s"));
+                    }
+                    (None, None) => {}
+                }
+                if let Some(id) = c.retry_msg_id.as_deref().filter(|s| !s.is_empty()) {
+                    st.resend.push_back(id.to_owned());
+                    done.push(format!("{who} resend {id} at the next fetch"));
+                }
+            }
+            if let Some(ts) = c.reset_offset_timestamp {
+                self.refresh_queues(&scope).await?;
+                let keys: Vec<QueueKey> = {
+                    let mut st = scope.state.lock();
+                    st.table.drop_leases();
+                    st.table
+                        .queues()
+                        .map(|(k, _)| k.clone())
+                        .filter(|k| !k.retry)
+                        .collect()
+                };
+                let mut refused = Vec::new();
+                for key in keys {
+                    let mq = scope.mq(&key);
+                    let off = self.broker.search_offset(&mq, ts).await.map_err(internal)?;
+                    self.broker
+                        .commit_offset(&scope.broker_group, &mq, off)
+                        .await
+                        .map_err(internal)?;
+                    // Java brokers store any offset; rocketmq-rust 1.0 answers SUCCESS but keeps
+                    // a larger one. Read it back rather than report a reset that did not happen.
+                    let now_at = self
+                        .broker
+                        .query_offset(&scope.broker_group, &mq)
+                        .await
+                        .map_err(internal)?;
+                    scope
+                        .state
+                        .lock()
+                        .table
+                        .set_committed(&key, now_at.unwrap_or(off));
+                    if now_at.is_some_and(|o| o != off) {
+                        refused.push(format!(
+                            "{}-{}: asked {off}, broker kept {}",
+                            key.broker_name,
+                            key.queue_id,
+                            now_at.unwrap_or_default()
+                        ));
+                    } else {
+                        done.push(format!(
+                            "{who} {}-{} reset to {off}",
+                            key.broker_name, key.queue_id
+                        ));
+                    }
+                }
+                if !refused.is_empty() {
+                    return Err(GatewayError::Internal(format!(
+                        "the broker refused to move offsets backwards ({}); done: {}",
+                        refused.join("; "),
+                        done.join("; ")
+                    )));
+                }
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,392 @@
+//! The driver around the engine: it owns the scopes, does the broker I/O the engine asks for
+//! (through [`BrokerApi`]), reads the time (through [`Clock`]) and waits (long polling). Each job
+//! has its file: producing, consuming (fetch, ack, unlock), broker-lock upkeep, administration.
+
+mod admin;
+mod consume;
+mod locks;
+mod produce;
+mod receive;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rmq_remoting::body::MessageQueue;
+use tokio::sync::Notify;
+
+pub use admin::{ConsumerConfigChange, QueueOffsetView};
+pub use consume::{AckInfo, FetchRequest, FetchResult, MessageQueueView, QueueInfo};
+pub use produce::ProduceRequest;
+pub use receive::{ReceiveRequest, Received};
+
+use crate::broker::{BrokerApi, BrokerError};
+use crate::clock::Clock;
+use crate::config::{Config, ConsumerConfig, Mode, QueueModeConfig};
+use crate::engine::{QueueKey, QueueMode, ScopeSettings, ScopeState};
+use crate::error::GatewayError;
+
+/// Broadcast clientIds one consumer may have on one instance.
+const MAX_BROADCAST_CLIENTS: usize = 1024;
+
+fn internal(e: BrokerError) -> GatewayError {
+    GatewayError::Internal(e.to_string())
+}
+
+struct ProducerEntry {
+    topic: String,
+    group: String,
+}
+
+struct ConsumerEntry {
+    cfg: ConsumerConfig,
+    group: String,
+    scopes: Mutex<HashMap<Option<String>, Arc<Scope>>>,
+}
+
+/// One clustering group, or one clientId of a broadcast group.
+pub struct Scope {
+    /// The group offsets and broker locks live under: the consumer's group, or
+    /// `<group>_<clientId>` for a broadcast clientId.
+    pub broker_group: String,
+    pub topic: String,
+    pub retry_topic: String,
+    cfg: ConsumerConfig,
+    state: Mutex<ScopeState>,
+}
+
+impl Scope {
+    fn mq(&self, key: &QueueKey) -> MessageQueue {
+        let topic = if key.retry {
+            &self.retry_topic
+        } else {
+            &self.topic
+        };
+        MessageQueue::new(topic.clone(), key.broker_name.clone(), key.queue_id)
+    }
+
+    /// MQ-Proxy's requestIds name whole batches: only exclusive queues have them.
+    fn require_batches(&self) -> Result<(), GatewayError> {
+        if self.state.lock().table.mode() == QueueMode::Exclusive {
+            Ok(())
+        } else {
+            Err(GatewayError::BadRequest(format!(
+                "consumer {} hands out messages with receipts (queue_mode = \"shared\"), not batches",
+                self.cfg.name
+            )))
+        }
+    }
+
+    fn key(&self, mq: &MessageQueue) -> QueueKey {
+        QueueKey::new(
+            mq.topic == self.retry_topic,
+            mq.broker_name.clone(),
+            mq.queue_id,
+        )
+    }
+}
+
+pub struct Gateway<B: BrokerApi> {
+    broker: B,
+    clock: Arc<dyn Clock>,
+    producers: HashMap<String, ProducerEntry>,
+    consumers: HashMap<String, Arc<ConsumerEntry>>,
+    /// The client id this instance locks queues under.
+    instance_id: String,
+    arrivals: Mutex<HashMap<String, Arc<Notify>>>,
+    stopping: AtomicBool,
+    admin_token: Option<String>,
+    /// Upper bound of a fetch's `waitSeconds`.
+    max_wait_seconds: u64,
+}
+
+/// A clientId as part of a group name: `[A-Za-z0-9-]` kept, every other byte as `_XX` (hex),
+/// so distinct clientIds never share a broker group.
+fn sanitize_group_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("_{b:02X}"));
+        }
+    }
+    out
+}
+
+impl<B: BrokerApi> Gateway<B> {
+    pub fn new(config: &Config, broker: B, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let producers = config
+            .producers
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    ProducerEntry {
+                        topic: p.topic.clone(),
+                        group: p.group.clone().unwrap_or_else(|| p.name.clone()),
+                    },
+                )
+            })
+            .collect();
+        let consumers = config
+            .consumers
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    Arc::new(ConsumerEntry {
+                        cfg: c.clone(),
+                        group: c.group.clone().unwrap_or_else(|| c.name.clone()),
+                        scopes: Mutex::new(HashMap::new()),
+                    }),
+                )
+            })
+            .collect();
+        Arc::new(Gateway {
+            instance_id: broker.instance_id(),
+            broker,
+            clock,
+            producers,
+            consumers,
+            arrivals: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            max_wait_seconds: config.max_wait_seconds,
+        })
+    }
+
+    pub fn broker(&self) -> &B {
+        &self.broker
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    pub fn max_wait_seconds(&self) -> u64 {
+        self.max_wait_seconds
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Whether `authorization` (an HTTP Authorization header) may change consumer settings.
+    pub fn admin_allowed(&self, authorization: Option<&str>) -> Result<(), GatewayError> {
+        let Some(token) = &self.admin_token else {
+            return Err(GatewayError::Forbidden(
+                "the admin API is off: set admin_token (or RMQ_GATEWAY_ADMIN_TOKEN)".into(),
+            ));
+        };
+        let given = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim);
+        // Compare without an early exit, so timing does not tell how much matched.
+        let ok = given.is_some_and(|g| {
+            g.len() == token.len()
+                && g.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden(
+                "missing or wrong admin token".into(),
+            ))
+        }
+    }
+
+    fn arrivals(&self, topic: &str) -> Arc<Notify> {
+        self.arrivals
+            .lock()
+            .entry(topic.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Refuses new fetches and ends long polls at once (their queues stay unleased).
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for n in self.arrivals.lock().values() {
+            n.notify_waiters();
+        }
+    }
+
+    fn all_scopes(&self) -> Vec<Arc<Scope>> {
+        self.consumers
+            .values()
+            .flat_map(|c| c.scopes.lock().values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn consumer_entry(&self, consumer: &str) -> Result<&Arc<ConsumerEntry>, GatewayError> {
+        self.consumers.get(consumer).ok_or_else(|| {
+            GatewayError::BadRequest(format!(
+                "unknown consumer {consumer:?}: not in the gateway's configuration"
+            ))
+        })
+    }
+
+    /// The scope of a consume call, created (and announced to the brokers) on first use.
+    async fn scope(
+        &self,
+        consumer: &str,
+        topic: &str,
+        client_id: Option<&str>,
+    ) -> Result<Arc<Scope>, GatewayError> {
+        if consumer.is_empty() {
+            return Err(GatewayError::bad("consumer is required"));
+        }
+        let entry = self.consumer_entry(consumer)?;
+        if topic.is_empty() {
+            return Err(GatewayError::bad("topic is required"));
+        }
+        if topic != entry.cfg.topic {
+            return Err(GatewayError::BadRequest(format!(
+                "consumer {consumer} subscribes {} but the request asks for {topic}",
+                entry.cfg.topic
+            )));
+        }
+        let client_id = client_id.filter(|c| !c.is_empty());
+        match (entry.cfg.mode, client_id) {
+            (Mode::Clustering, Some(_)) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "consumer {consumer} consumes in clustering mode: no clientId needed"
+                )))
+            }
+            (Mode::Broadcast, None) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "consumer {consumer} consumes in broadcast mode: clientId is required"
+                )))
+            }
+            _ => {}
+        }
+        if client_id.is_some_and(|c| c.len() > 64) {
+            return Err(GatewayError::bad("clientId longer than 64 characters"));
+        }
+        let key = client_id.map(str::to_owned);
+        {
+            let scopes = entry.scopes.lock();
+            if let Some(s) = scopes.get(&key) {
+                return Ok(s.clone());
+            }
+            // Each clientId costs a broker group, a heartbeat entry and memory: bound them.
+            if scopes.len() >= MAX_BROADCAST_CLIENTS {
+                return Err(GatewayError::BadRequest(format!(
+                    "consumer {consumer} already serves {MAX_BROADCAST_CLIENTS} clientIds on this instance"
+                )));
+            }
+        }
+        let broker_group = match client_id {
+            None => entry.group.clone(),
+            Some(c) => format!("{}_{}", entry.group, sanitize_group_part(c)),
+        };
+        let scope = Arc::new(Scope {
+            retry_topic: format!("%RETRY%{broker_group}"),
+            broker_group,
+            topic: entry.cfg.topic.clone(),
+            cfg: entry.cfg.clone(),
+            state: Mutex::new(ScopeState::new(
+                match entry.cfg.queue_mode {
+                    QueueModeConfig::Exclusive => QueueMode::Exclusive,
+                    QueueModeConfig::Shared => QueueMode::Shared,
+                },
+                ScopeSettings {
+                    max_deliveries: entry.cfg.max_deliveries,
+                    ..ScopeSettings::new(entry.cfg.max_pull_size, entry.cfg.consume_timeout_ms)
+                },
+            )),
+        });
+        self.broker.register_consumer(
+            &scope.broker_group,
+            &[scope.topic.clone(), scope.retry_topic.clone()],
+            entry.cfg.start_from,
+        );
+        self.refresh_queues(&scope).await?;
+        // Announce the group so brokers create its retry topic and tooling sees it.
+        self.broker.announce(&scope.topic).await;
+        let mut scopes = entry.scopes.lock();
+        Ok(scopes.entry(key).or_insert(scope).clone())
+    }
+
+    /// The scopes a config call or report is about: the clustering group, one broadcast
+    /// clientId, or every broadcast clientId this instance has seen.
+    async fn scopes_for(
+        &self,
+        consumer: &str,
+        client_id: Option<&str>,
+    ) -> Result<Vec<(Option<String>, Arc<Scope>)>, GatewayError> {
+        let entry = self.consumer_entry(consumer)?;
+        let topic = entry.cfg.topic.clone();
+        match (entry.cfg.mode, client_id) {
+            (Mode::Clustering, _) => Ok(vec![(None, self.scope(consumer, &topic, None).await?)]),
+            (Mode::Broadcast, Some(c)) => Ok(vec![(
+                Some(c.to_owned()),
+                self.scope(consumer, &topic, Some(c)).await?,
+            )]),
+            (Mode::Broadcast, None) => Ok(entry
+                .scopes
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()),
+        }
+    }
+
+    async fn refresh_queues(&self, scope: &Scope) -> Result<(), GatewayError> {
+        let route = self.broker.route(&scope.topic).await.map_err(internal)?;
+        let mut keys: Vec<QueueKey> = route
+            .iter()
+            .map(|q| QueueKey::new(false, q.broker_name.clone(), q.queue_id))
+            .collect();
+        match self.broker.route(&scope.retry_topic).await {
+            Ok(r) => keys.extend(
+                r.iter()
+                    .map(|q| QueueKey::new(true, q.broker_name.clone(), q.queue_id)),
+            ),
+            Err(BrokerError::TopicNotExist(_)) => {}
+            Err(e) => tracing::debug!(error = %e, "retry topic route unavailable"),
+        }
+        let now = self.now();
+        let mut st = scope.state.lock();
+        st.table.set_queues(keys, now);
+        st.queues_at = now;
+        Ok(())
+    }
+
+    /// Stops serving, gives every broker lock back, unregisters from the brokers.
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        for scope in self.all_scopes() {
+            let held = scope.state.lock().locks.drain();
+            let mut by_broker: HashMap<String, Vec<MessageQueue>> = HashMap::new();
+            for k in &held {
+                by_broker
+                    .entry(k.broker_name.clone())
+                    .or_default()
+                    .push(scope.mq(k));
+            }
+            for (broker, mqs) in by_broker {
+                if let Err(e) = self
+                    .broker
+                    .unlock(&scope.broker_group, &self.instance_id, &broker, &mqs)
+                    .await
+                {
+                    tracing::warn!(error = %e, "unlock at shutdown failed");
+                }
+            }
+        }
+        self.broker.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
