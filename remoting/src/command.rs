@@ -203,8 +203,7 @@ impl RemotingCommand {
     pub fn from_frame(frame: &[u8]) -> Result<Self, CodecError> {
         let mut codec = crate::codec::RemotingCodec::new();
         let mut buf = BytesMut::from(frame);
-        use tokio_util::codec::Decoder;
-        match codec.decode(&mut buf)? {
+        match codec.decode_command(&mut buf)? {
             Some(cmd) if buf.is_empty() => Ok(cmd),
             Some(_) => Err(CodecError::BadHeaderLength {
                 header: 0,
