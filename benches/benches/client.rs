@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rmq_client::consumer_api::PullRequest;
+use rmq_client::PullRequest;
 use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, QueueSelector};
 use tokio::sync::Semaphore;
 

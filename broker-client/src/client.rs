@@ -8,16 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use rmq_remoting::body::{self, ConsumerData, HeartbeatData, ProducerData};
-use rmq_remoting::header::UnregisterClientRequestHeader;
-use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::body::{ConsumerData, HeartbeatData, ProducerData};
+use rmq_remoting::{RemotingCommand, RequestCode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::remoting_client::{expect_code, RemotingClient};
+use crate::remoting_client::RemotingClient;
 use crate::route::{NameServerClient, TopicRoute};
 
 /// The first 5.x version ordinal (5.0.0); brokers at or above it understand timer messages.
@@ -41,6 +40,13 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Groups a broker told us (NOTIFY_CONSUMER_IDS_CHANGED) to rebalance.
     rebalance_wanted: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the periodic tasks now rather than at their next tick.
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl std::fmt::Debug for MQClient {
@@ -282,7 +288,12 @@ impl MQClient {
         self.inner.consumers.lock().remove(group)
     }
 
-    fn heartbeat_data(&self) -> HeartbeatData {
+    /// Whether any producer or consumer group is registered (heartbeats are sent only then).
+    pub(crate) fn has_groups(&self) -> bool {
+        !self.inner.producer_groups.lock().is_empty() || !self.inner.consumers.lock().is_empty()
+    }
+
+    pub(crate) fn heartbeat_data(&self) -> HeartbeatData {
         HeartbeatData {
             client_id: self.client_id(),
             consumer_data_set: self.inner.consumers.lock().values().cloned().collect(),
@@ -297,48 +308,6 @@ impl MQClient {
                 })
                 .collect(),
             without_sub: None,
-        }
-    }
-
-    /// HEART_BEAT to one broker; returns the broker's version ordinal.
-    pub async fn heartbeat(&self, addr: &str) -> Result<i32> {
-        let cmd = RemotingCommand::request(RequestCode::HeartBeat, ExtFields::new())
-            .with_body(body::to_json(&self.heartbeat_data()));
-        let resp = self.invoke_broker(addr, cmd, None).await?;
-        let resp = expect_code(addr, resp, &[ResponseCode::Success])?;
-        Ok(resp.version)
-    }
-
-    /// HEART_BEAT to every known master. Errors are logged; the first one is returned after
-    /// every broker was tried.
-    pub async fn heartbeat_all(&self) -> Result<()> {
-        let has_groups = !self.inner.producer_groups.lock().is_empty()
-            || !self.inner.consumers.lock().is_empty();
-        if !has_groups {
-            return Ok(());
-        }
-        let mut first_err = None;
-        for addr in self.known_masters() {
-            if let Err(e) = self.heartbeat(&addr).await {
-                warn!(broker = %addr, error = %e, "heartbeat failed");
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    /// UNREGISTER_CLIENT for a group on every known master (best effort).
-    pub async fn unregister(&self, producer_group: Option<&str>, consumer_group: Option<&str>) {
-        for addr in self.known_masters() {
-            let header = UnregisterClientRequestHeader {
-                client_id: self.client_id(),
-                producer_group: producer_group.map(str::to_owned),
-                consumer_group: consumer_group.map(str::to_owned),
-            };
-            let cmd = crate::consumer_api::request(RequestCode::UnregisterClient, &header);
-            if let Err(e) = self.invoke_broker(&addr, cmd, None).await {
-                warn!(broker = %addr, error = %e, "unregister failed");
-            }
         }
     }
 

@@ -14,7 +14,14 @@ pub struct ClientConfig {
     pub namesrv_addrs: Vec<String>,
     /// Default timeout of a request/response exchange (Java: 3 s).
     pub request_timeout: Duration,
+    /// How long a dial may take.
     pub connect_timeout: Duration,
+    /// After a failed dial, requests to that address fail at once for this long before the next
+    /// dial is tried; the wait doubles with every further failure up to `reconnect_backoff_max`
+    /// and resets when a dial succeeds.
+    pub reconnect_backoff: Duration,
+    /// The longest wait between two dials of one address.
+    pub reconnect_backoff_max: Duration,
     /// How often cached topic routes are refreshed (Java: 30 s).
     pub route_refresh_interval: Duration,
     /// How often brokers are sent a heartbeat (Java: 30 s; brokers forget clients after 120 s).
@@ -38,6 +45,8 @@ impl Default for ClientConfig {
             namesrv_addrs: Vec::new(),
             request_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(3),
+            reconnect_backoff: Duration::from_millis(100),
+            reconnect_backoff_max: Duration::from_secs(5),
             route_refresh_interval: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(30),
             max_frame: DEFAULT_MAX_FRAME,

@@ -18,7 +18,7 @@ use rmq_remoting::message::MessageExt;
 use tracing::{debug, warn};
 
 use crate::client::MQClient;
-use crate::consumer_api::{PullRequest, PullStatus};
+use crate::broker_requests::{PullRequest, PullStatus};
 use crate::error::{ClientError, Result};
 
 /// Where a group with no committed offset starts.
@@ -308,7 +308,7 @@ impl PullConsumer {
             return Ok(());
         }
         self.client
-            .update_consumer_offset(&self.config.group, q, state.next, false)
+            .update_consumer_offset(&self.config.group, q, state.next)
             .await?;
         if let Some(s) = self.queues.lock().get_mut(q) {
             s.committed = Some(state.next);

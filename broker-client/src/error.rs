@@ -21,6 +21,12 @@ pub enum ClientError {
         code: i32,
         timeout: Duration,
     },
+    #[error("not dialling {addr} again for {retry_in:?} after failed dials: {last_error}")]
+    Reconnecting {
+        addr: String,
+        retry_in: Duration,
+        last_error: String,
+    },
     #[error("connection to {addr} closed: {reason}")]
     ConnectionClosed { addr: String, reason: String },
     #[error("invalid address {0:?}")]
@@ -75,8 +81,26 @@ impl ClientError {
             ClientError::Connect { .. }
                 | ClientError::ConnectTimeout { .. }
                 | ClientError::Timeout { .. }
+                | ClientError::Reconnecting { .. }
                 | ClientError::ConnectionClosed { .. }
                 | ClientError::Codec(_)
+        )
+    }
+
+    /// A dial or a request ran out of time. After a request timeout the request may still have
+    /// been carried out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout { .. } | ClientError::ConnectTimeout { .. }
+        )
+    }
+
+    /// The connection closed under the request, or the client was shut down.
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self,
+            ClientError::ConnectionClosed { .. } | ClientError::Shutdown
         )
     }
 }

@@ -4,11 +4,11 @@
 //! [`remoting_client::RemotingClient`] (a pool, one connection per address, with ACL signing),
 //! [`route`] (name servers with failover, topic routes turned into queues).
 
+pub mod broker_requests;
 pub mod client;
 pub mod config;
 pub mod connection;
 pub mod consumer;
-pub mod consumer_api;
 pub mod error;
 pub mod producer;
 pub mod remoting_client;
@@ -17,7 +17,7 @@ pub mod route;
 pub use client::MQClient;
 pub use config::ClientConfig;
 pub use consumer::{PullConsumer, PullConsumerConfig, StartFrom};
-pub use consumer_api::{PullRequest, PullResult, PullStatus};
+pub use broker_requests::{MessageKey, PullRequest, PullResult, PullStatus};
 pub use error::{ClientError, Result};
 pub use producer::{Message, Producer, ProducerConfig, QueueSelector, SendResult, SendStatus};
 pub use rmq_remoting as remoting;

@@ -156,10 +156,32 @@ impl ProducerConfig {
     }
 }
 
+/// Sends messages of one producer group through an [`MQClient`]; clones share it.
+///
+/// ```no_run
+/// use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, QueueSelector};
+///
+/// # async fn run() -> Result<(), rmq_client::ClientError> {
+/// let client = MQClient::start(ClientConfig::new("127.0.0.1:9876"))?;
+/// let producer = Producer::new(client.clone(), ProducerConfig::new("orders-producer"));
+/// let sent = producer
+///     .send(Message::new("orders", "order 42 paid").with_tags("paid").with_keys(["42"]))
+///     .await?;
+/// println!("{} stored at offset {}", sent.msg_id, sent.queue_offset);
+/// // Messages with the same key keep their order: they go to the same queue.
+/// producer
+///     .send_with(Message::new("orders", "order 42 shipped"), QueueSelector::Key("42".into()))
+///     .await?;
+/// producer.shutdown().await;
+/// client.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     client: MQClient,
     config: Arc<ProducerConfig>,
+    shut_down: Arc<std::sync::atomic::AtomicBool>,
     next_queue: Arc<AtomicUsize>,
     ids: Arc<Mutex<UniqIdGenerator>>,
 }
@@ -198,6 +220,7 @@ impl Producer {
         Producer {
             client,
             config: Arc::new(config),
+            shut_down: Arc::default(),
             next_queue: Arc::new(AtomicUsize::new(0)),
             ids: Arc::new(Mutex::new(UniqIdGenerator::new(
                 ip,
@@ -220,7 +243,26 @@ impl Producer {
         self.ids.lock().next_id(now_ms())
     }
 
+    /// Stops this producer (every clone): later sends fail with [`ClientError::Shutdown`], and
+    /// the group is unregistered from the brokers and left out of heartbeats. The [`MQClient`]
+    /// stays up for its other users; shut it down separately.
+    pub async fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.client.unregister_producer_local(&self.config.group);
+        self.client.unregister(Some(&self.config.group), None).await;
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
     fn validate(&self, msg: &Message) -> Result<()> {
+        if self.is_shut_down() {
+            return Err(ClientError::Shutdown);
+        }
         validate_topic(&msg.topic)?;
         if msg.body.is_empty() {
             return Err(ClientError::InvalidArgument("message body is empty".into()));
@@ -553,7 +595,7 @@ impl Producer {
         } else {
             RequestCode::SendMessageV2
         };
-        crate::consumer_api::request(code, &header).with_body(req.body.clone())
+        header.to_request(code).with_body(req.body.clone())
     }
 
     async fn send_request(
@@ -561,6 +603,9 @@ impl Producer {
         req: SendRequest<'_>,
         selector: QueueSelector,
     ) -> Result<SendResult> {
+        if self.is_shut_down() {
+            return Err(ClientError::Shutdown);
+        }
         let deadline = Instant::now() + self.config.send_timeout;
         let attempts = 1 + self.config.retries;
         let mut last_err: Option<ClientError> = None;

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rmq_remoting::body::{self, perm, MessageQueue, TopicRouteData};
-use rmq_remoting::header::GetRouteInfoRequestHeader;
+use rmq_remoting::header::{CommandHeader, GetRouteInfoRequestHeader};
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use tracing::{debug, warn};
 
@@ -167,7 +167,7 @@ impl NameServerClient {
             topic: topic.to_owned(),
             accept_standard_json_only: None,
         };
-        let cmd = crate::consumer_api::request(RequestCode::GetRouteinfoByTopic, &header);
+        let cmd = header.to_request(RequestCode::GetRouteinfoByTopic);
         let (addr, resp) = self.invoke(cmd).await?;
         match resp.response_code() {
             ResponseCode::Success => {

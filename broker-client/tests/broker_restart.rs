@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rmq_client::consumer_api::PullRequest;
+use rmq_client::PullRequest;
 use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig};
 
 fn broker_ctl(cmd: &str) {

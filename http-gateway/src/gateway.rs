@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rmq_client::consumer_api::PullRequest;
+use rmq_client::{MessageKey, PullRequest};
 use rmq_client::{
     ClientConfig, ClientError, MQClient, Message, Producer, PullStatus, QueueSelector, SendResult,
 };
@@ -714,7 +714,7 @@ impl Gateway {
         // UNIQ_KEYs carry no time the broker can use; search the broker's whole index window.
         match self
             .client
-            .query_message(topic, id, true, 32, 0, now + 60_000)
+            .query_message(topic, MessageKey::UniqId(id), 32, 0, now + 60_000)
             .await
         {
             Ok(mut v) => {
@@ -958,7 +958,7 @@ impl Gateway {
             info!(queue = ?key, from = offset, to = next, status = ?r.status, "moving the committed offset");
             if self
                 .client
-                .update_consumer_offset(&scope.broker_group, &mq, next, false)
+                .update_consumer_offset(&scope.broker_group, &mq, next)
                 .await
                 .is_ok()
             {
@@ -981,7 +981,7 @@ impl Gateway {
             AckOutcome::Commit { from, to } => {
                 let r = self
                     .client
-                    .update_consumer_offset(&scope.broker_group, &mq, to, false)
+                    .update_consumer_offset(&scope.broker_group, &mq, to)
                     .await;
                 let ok = r.is_ok();
                 scope.table.lock().finish_commit(key, rid.lock_time, to, ok);
@@ -1050,7 +1050,7 @@ impl Gateway {
                 }
                 match self
                     .client
-                    .update_consumer_offset(&scope.broker_group, mq, rid.next_offset, false)
+                    .update_consumer_offset(&scope.broker_group, mq, rid.next_offset)
                     .await
                 {
                     Ok(()) => {
@@ -1156,7 +1156,7 @@ impl Gateway {
                 let mqs: Vec<MessageQueue> = items.into_iter().map(|(_, m)| m).collect();
                 if let Err(e) = self
                     .client
-                    .unlock_batch_as(&scope.broker_group, &self.instance_id, &broker, &mqs, false)
+                    .unlock_batch_as(&scope.broker_group, &self.instance_id, &broker, &mqs)
                     .await
                 {
                     debug!(error = %e, "unlock of idle queues failed; the broker lets them expire");
@@ -1403,7 +1403,7 @@ impl Gateway {
                     let mq = scope.mq(&key);
                     let off = self.client.search_offset(&mq, ts).await.map_err(internal)?;
                     self.client
-                        .update_consumer_offset(&scope.broker_group, &mq, off, false)
+                        .update_consumer_offset(&scope.broker_group, &mq, off)
                         .await
                         .map_err(internal)?;
                     // Java brokers store any offset; rocketmq-rust 1.0 answers SUCCESS but keeps
@@ -1463,7 +1463,7 @@ impl Gateway {
             for (broker, mqs) in by_broker {
                 if let Err(e) = self
                     .client
-                    .unlock_batch_as(&scope.broker_group, &self.instance_id, &broker, &mqs, false)
+                    .unlock_batch_as(&scope.broker_group, &self.instance_id, &broker, &mqs)
                     .await
                 {
                     warn!(error = %e, "unlock at shutdown failed");
