@@ -34,7 +34,8 @@ pub fn next_opaque() -> i32 {
 }
 
 /// What a connection does with requests the server sends (spec 11.4). Returns the response to
-/// write back, or `None` (one-way requests are never answered whatever it returns).
+/// write back, or `None` (one-way requests are never answered whatever it returns). It runs on
+/// the connection's reader task, so it must not block; a panic in it is answered SYSTEM_ERROR.
 pub type ServerRequestHandler =
     Arc<dyn Fn(&str, RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
 
@@ -351,7 +352,18 @@ async fn read_loop(
                 let opaque = req.opaque;
                 let code = req.code;
                 let reply = match &handler {
-                    Some(h) => h(&shared.addr, req),
+                    // A handler bug must not take the reader (and every waiter) down with it.
+                    Some(h) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        h(&shared.addr, req)
+                    }))
+                    .unwrap_or_else(|_| {
+                        warn!(addr = %shared.addr, code, "server request handler panicked");
+                        Some(RemotingCommand::response(
+                            rmq_remoting::ResponseCode::SystemError,
+                            opaque,
+                            Some(format!("the client failed handling request code {code}")),
+                        ))
+                    }),
                     None => None,
                 };
                 if oneway {

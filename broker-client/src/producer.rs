@@ -87,7 +87,37 @@ pub enum QueueSelector {
     /// Java's `SelectMessageQueueByHash`: `|hash(key)| % queues`. The same key lands on the same
     /// queue while the route is unchanged (MQ-Proxy's orderId).
     Key(String),
+    /// This queue, whatever the route says.
     Queue(MessageQueue),
+}
+
+impl QueueSelector {
+    /// The queue to send to among `queues`; `turn` is the round-robin counter, and round robin
+    /// skips queues of `avoid_broker` (the broker that just failed) while others exist.
+    fn select(
+        &self,
+        queues: &[MessageQueue],
+        turn: usize,
+        avoid_broker: Option<&str>,
+    ) -> Option<MessageQueue> {
+        if queues.is_empty() {
+            return None;
+        }
+        match self {
+            QueueSelector::Queue(q) => Some(q.clone()),
+            QueueSelector::Key(k) => {
+                let h = java_string_hash(k).unsigned_abs() as usize;
+                Some(queues[h % queues.len()].clone())
+            }
+            QueueSelector::RoundRobin => {
+                let n = queues.len();
+                let preferred = (0..n)
+                    .map(|i| &queues[(turn + i) % n])
+                    .find(|q| !avoid_broker.is_some_and(|b| q.broker_name == b));
+                Some(preferred.unwrap_or(&queues[turn % n]).clone())
+            }
+        }
+    }
 }
 
 /// The broker's verdict on a stored message (codes 0, 10, 11, 12).
@@ -540,29 +570,13 @@ impl Producer {
         selector: &QueueSelector,
         avoid_broker: Option<&str>,
     ) -> Result<MessageQueue> {
-        let queues = &route.publish_queues;
-        if queues.is_empty() {
-            return Err(ClientError::NoWritableQueue(route.topic.clone()));
-        }
-        match selector {
-            QueueSelector::Queue(q) => Ok(q.clone()),
-            QueueSelector::Key(k) => {
-                let h = java_string_hash(k).unsigned_abs() as usize;
-                Ok(queues[h % queues.len()].clone())
-            }
-            QueueSelector::RoundRobin => {
-                let start = self.next_queue.fetch_add(1, Ordering::Relaxed);
-                if let Some(avoid) = avoid_broker {
-                    for i in 0..queues.len() {
-                        let q = &queues[(start + i) % queues.len()];
-                        if q.broker_name != avoid {
-                            return Ok(q.clone());
-                        }
-                    }
-                }
-                Ok(queues[start % queues.len()].clone())
-            }
-        }
+        let turn = match selector {
+            QueueSelector::RoundRobin => self.next_queue.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        selector
+            .select(&route.publish_queues, turn, avoid_broker)
+            .ok_or_else(|| ClientError::NoWritableQueue(route.topic.clone()))
     }
 
     fn addr_of(&self, route: &TopicRoute, q: &MessageQueue) -> Result<String> {
@@ -754,11 +768,47 @@ mod tests {
         assert!(validate_topic(&"x".repeat(128)).is_err());
     }
 
+    fn queues() -> Vec<MessageQueue> {
+        let mut qs: Vec<_> = (0..4).map(|i| MessageQueue::new("T", "a", i)).collect();
+        qs.extend((0..2).map(|i| MessageQueue::new("T", "b", i)));
+        qs
+    }
+
     #[test]
     fn key_selection_matches_java_hash() {
-        // |hash("order-42")| % 4, as Java's SelectMessageQueueByHash computes it
-        let h = java_string_hash("order-42").unsigned_abs() as usize % 4;
-        assert!(h < 4);
+        assert_eq!(java_string_hash("order-42"), 1_234_255_197);
+        assert_eq!(java_string_hash("order-7"), -1_207_111_304);
         assert_eq!(java_string_hash("TagA"), 2_598_919);
+        // |hash| % queues, as Java's SelectMessageQueueByHash computes it, whatever the turn.
+        let four = &queues()[..4];
+        for turn in [0, 1, 7] {
+            let key = QueueSelector::Key("order-42".into());
+            assert_eq!(key.select(four, turn, None).unwrap().queue_id, 1);
+            let key = QueueSelector::Key("order-7".into());
+            assert_eq!(key.select(four, turn, Some("a")).unwrap().queue_id, 0);
+        }
+        // six queues: 1234255197 % 6 = 3, 1207111304 % 6 = 2
+        let six = queues();
+        let key = QueueSelector::Key("order-42".into());
+        assert_eq!(key.select(&six, 0, None), Some(six[3].clone()));
+        let key = QueueSelector::Key("order-7".into());
+        assert_eq!(key.select(&six, 0, None), Some(six[2].clone()));
+    }
+
+    #[test]
+    fn round_robin_cycles_and_avoids_the_failed_broker() {
+        let qs = queues();
+        let rr = QueueSelector::RoundRobin;
+        let picked: Vec<_> = (0..8).map(|t| rr.select(&qs, t, None).unwrap()).collect();
+        assert_eq!(picked[..6], qs[..]);
+        assert_eq!(picked[6], qs[0]);
+        // turn 1 would be a/1: skip broker "a" to b/0
+        assert_eq!(rr.select(&qs, 1, Some("a")), Some(qs[4].clone()));
+        assert_eq!(rr.select(&qs, 5, Some("b")), Some(qs[0].clone()));
+        // only the failed broker left: use it rather than nothing
+        assert_eq!(rr.select(&qs[..4], 2, Some("a")), Some(qs[2].clone()));
+        assert_eq!(rr.select(&[], 0, None), None);
+        let fixed = QueueSelector::Queue(qs[5].clone());
+        assert_eq!(fixed.select(&qs, 3, Some("b")), Some(qs[5].clone()));
     }
 }
