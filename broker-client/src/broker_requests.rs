@@ -8,13 +8,13 @@ use rmq_remoting::body::{
     self, ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, MessageQueue,
 };
 use rmq_remoting::header::{
-    CommandHeader, ConsumerSendMsgBackRequestHeader, UnregisterClientRequestHeader, GetConsumerListByGroupRequestHeader,
+    CommandHeader, ConsumerSendMsgBackRequestHeader, GetConsumerListByGroupRequestHeader,
     GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
     GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
     GetMinOffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
     QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader, QueryMessageRequestHeader,
-    SearchOffsetRequestHeader, SearchOffsetResponseHeader, UpdateConsumerOffsetRequestHeader,
-    ViewMessageRequestHeader,
+    SearchOffsetRequestHeader, SearchOffsetResponseHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rmq_remoting::message::{self, keys, MessageExt, OffsetMsgId, TagFilter};
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};

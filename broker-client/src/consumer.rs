@@ -17,8 +17,8 @@ use rmq_remoting::body::{
 use rmq_remoting::message::MessageExt;
 use tracing::{debug, warn};
 
-use crate::client::MQClient;
 use crate::broker_requests::{PullRequest, PullStatus};
+use crate::client::MQClient;
 use crate::error::{ClientError, Result};
 
 /// Where a group with no committed offset starts.

@@ -14,10 +14,10 @@ pub mod producer;
 pub mod remoting_client;
 pub mod route;
 
+pub use broker_requests::{MessageKey, PullRequest, PullResult, PullStatus};
 pub use client::MQClient;
 pub use config::ClientConfig;
 pub use consumer::{PullConsumer, PullConsumerConfig, StartFrom};
-pub use broker_requests::{MessageKey, PullRequest, PullResult, PullStatus};
 pub use error::{ClientError, Result};
 pub use producer::{Message, Producer, ProducerConfig, QueueSelector, SendResult, SendStatus};
 pub use rmq_remoting as remoting;

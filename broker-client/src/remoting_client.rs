@@ -226,7 +226,9 @@ mod tests {
         let waits: Vec<_> = (1..=8).map(|n| backoff(ms(100), ms(5000), n)).collect();
         assert_eq!(
             waits,
-            [100, 200, 400, 800, 1600, 3200, 5000, 5000].map(ms).to_vec()
+            [100, 200, 400, 800, 1600, 3200, 5000, 5000]
+                .map(ms)
+                .to_vec()
         );
         assert_eq!(backoff(ms(100), ms(5000), u32::MAX), ms(5000));
     }

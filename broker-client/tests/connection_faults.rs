@@ -317,7 +317,10 @@ async fn the_last_handle_dropped_ends_the_connection() {
         eof_tx.send(f.next().await.is_none()).unwrap();
     });
     let pool = RemotingClient::new(ClientConfig::default());
-    assert_eq!(pool.invoke(&addr, req(2)).await.unwrap().ext("n"), Some("2"));
+    assert_eq!(
+        pool.invoke(&addr, req(2)).await.unwrap().ext("n"),
+        Some("2")
+    );
     drop(pool);
     let ended = tokio::time::timeout(T, eof_rx).await;
     assert_eq!(ended.map(Result::unwrap).ok(), Some(true));
@@ -361,7 +364,10 @@ async fn failed_dials_back_off_then_recover() {
         }
     });
     tokio::time::sleep(retry + Duration::from_millis(50)).await;
-    assert_eq!(pool.invoke(&addr, req(5)).await.unwrap().ext("n"), Some("5"));
+    assert_eq!(
+        pool.invoke(&addr, req(5)).await.unwrap().ext("n"),
+        Some("5")
+    );
 }
 
 #[tokio::test]

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rmq_client::{MessageKey, PullRequest};
 use rmq_client::{
     ClientConfig, ClientError, MQClient, Message, Producer, PullStatus, QueueSelector, SendResult,
 };
+use rmq_client::{MessageKey, PullRequest};
 use rmq_remoting::acl::AclCredentials;
 use rmq_remoting::body::{
     ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData,
