@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `rmq-client`: a RocketMQ name-server and broker client built on `rmq-remoting`.
 //!
 //! Layers, bottom up: [`connection::Connection`] (one multiplexed TCP connection),

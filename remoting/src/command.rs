@@ -26,10 +26,15 @@ pub const DEFAULT_LANGUAGE: LanguageCode = LanguageCode::Rust;
 pub struct RemotingCommand {
     /// Request code for requests, response code for responses.
     pub code: i32,
+    /// The sender's language.
     pub language: LanguageCode,
+    /// The sender's version ordinal (e.g. 4.9.8 = 453).
     pub version: i32,
+    /// Matches a response to its request.
     pub opaque: i32,
+    /// Bit 0: response; bit 1: one-way.
     pub flag: i32,
+    /// Free text, mostly an error's description in responses.
     pub remark: Option<String>,
     /// `None` = member absent; `Some(empty)` = `"extFields":{}` in JSON (some 4.9.8 responses
     /// carry it, fixtures README 7.1.8). Binary headers cannot tell the two apart.
@@ -39,6 +44,7 @@ pub struct RemotingCommand {
     /// Whether a JSON header carries `serializeTypeCurrentRPC`. Java always writes it and the
     /// rocketmq-rust broker drops connections without it, so new commands set it.
     pub json_rpc_type_member: bool,
+    /// The body, opaque to the frame.
     pub body: Bytes,
 }
 
@@ -80,32 +86,39 @@ impl RemotingCommand {
         }
     }
 
+    /// The command with `body`.
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
     }
 
+    /// The command with its header written as `t`.
     pub fn with_serialize_type(mut self, t: SerializeType) -> Self {
         self.serialize_type = t;
         self
     }
 
+    /// Whether this is a response (flag bit 0).
     pub fn is_response(&self) -> bool {
         self.flag & FLAG_RESPONSE != 0
     }
 
+    /// Whether this request expects no response (flag bit 1).
     pub fn is_oneway(&self) -> bool {
         self.flag & FLAG_ONEWAY != 0
     }
 
+    /// Marks the request one-way.
     pub fn set_oneway(&mut self) {
         self.flag |= FLAG_ONEWAY;
     }
 
+    /// The code, read as a request code.
     pub fn request_code(&self) -> RequestCode {
         RequestCode::from(self.code)
     }
 
+    /// The code, read as a response code.
     pub fn response_code(&self) -> ResponseCode {
         ResponseCode::from(self.code)
     }

@@ -79,7 +79,12 @@ macro_rules! command_header {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Default)]
         pub struct $name {
-            $( $(#[$fmeta])* pub $field: $ty, )*
+            $(
+                $(#[$fmeta])*
+                #[doc = ""]
+                #[doc = concat!("Wire key `", $key, "`.")]
+                pub $field: $ty,
+            )*
         }
 
         impl $crate::header::CommandHeader for $name {
