@@ -345,6 +345,7 @@ impl MQClient {
         Ok(r.offset)
     }
 
+    /// The smallest offset of the queue still stored.
     pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
         let h = GetMinOffsetRequestHeader {
             topic: mq.topic.clone(),
@@ -372,6 +373,7 @@ impl MQClient {
         Ok(r.offset)
     }
 
+    /// The store time (ms since the epoch) of the queue's oldest message.
     pub async fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<i64> {
         let h = GetEarliestMsgStoretimeRequestHeader {
             topic: mq.topic.clone(),

@@ -22,6 +22,43 @@ use crate::route::{NameServerClient, TopicRoute};
 /// The first 5.x version ordinal (5.0.0); brokers at or above it understand timer messages.
 pub const VERSION_5_0_0: i32 = 413;
 
+/// The client of a process: connections, routes and heartbeats shared by its producers and
+/// consumers; clones share it. Background tasks stop at [`shutdown`](Self::shutdown) or when the
+/// last clone is dropped.
+///
+/// Requests: [`pull`](Self::pull), offsets ([`query_consumer_offset`](Self::query_consumer_offset),
+/// [`update_consumer_offset`](Self::update_consumer_offset), [`max_offset`](Self::max_offset), ...),
+/// queue locks, [`send_back`](Self::send_back), [`view_message`](Self::view_message) and
+/// [`query_message`](Self::query_message); sends go through a [`Producer`](crate::Producer).
+///
+/// # Cancel safety
+///
+/// Every async method is cancel safe in the sense of `tokio::select!`: dropping its future
+/// leaves the client usable and forgets the request, whose effect on the broker is then
+/// unknown (a dropped offset commit may or may not have happened).
+///
+/// ```no_run
+/// use rmq_client::{ClientConfig, MQClient, PullRequest, PullStatus};
+///
+/// # async fn run() -> Result<(), rmq_client::ClientError> {
+/// let client = MQClient::start(ClientConfig::new("127.0.0.1:9876"))?;
+/// let route = client.route("orders").await?;
+/// for queue in &route.subscribe_queues {
+///     let from = client.query_consumer_offset("audit", queue).await?.unwrap_or(0);
+///     let pulled = client.pull(queue, &PullRequest::new("audit", from)).await?;
+///     if pulled.status == PullStatus::Found {
+///         for m in &pulled.messages {
+///             println!("{} {:?}", m.msg_id(), m.body);
+///         }
+///         client
+///             .update_consumer_offset("audit", queue, pulled.next_begin_offset)
+///             .await?;
+///     }
+/// }
+/// client.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct MQClient {
     inner: Arc<Inner>,
@@ -96,22 +133,27 @@ impl MQClient {
         Ok(client)
     }
 
+    /// The configuration the client was started with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }
 
+    /// `ip@instance`: how brokers know this client.
     pub fn client_id(&self) -> String {
         self.inner.config.client_id()
     }
 
+    /// The connection pool, for requests this crate has no method for.
     pub fn remoting(&self) -> &RemotingClient {
         &self.inner.remoting
     }
 
+    /// The name-server client.
     pub fn namesrv(&self) -> &NameServerClient {
         &self.inner.namesrv
     }
 
+    /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.cancel.is_cancelled()
     }
@@ -246,6 +288,7 @@ impl MQClient {
         Ok(resp)
     }
 
+    /// Sends a one-way request to a broker: nothing comes back.
     pub async fn invoke_broker_oneway(&self, addr: &str, cmd: RemotingCommand) -> Result<()> {
         if self.is_shut_down() {
             return Err(ClientError::Shutdown);
@@ -269,10 +312,12 @@ impl MQClient {
 
     // ---- heartbeats ---------------------------------------------------------------------
 
+    /// Announces the producer group in heartbeats.
     pub fn register_producer(&self, group: &str) {
         self.inner.producer_groups.lock().insert(group.to_owned());
     }
 
+    /// Announces the consumer group (and its subscriptions) in heartbeats.
     pub fn register_consumer(&self, data: ConsumerData) {
         self.inner
             .consumers
@@ -280,10 +325,12 @@ impl MQClient {
             .insert(data.group_name.clone(), data);
     }
 
+    /// Stops announcing the producer group (brokers forget it after 120 s, or at once with [`unregister`](Self::unregister)).
     pub fn unregister_producer_local(&self, group: &str) {
         self.inner.producer_groups.lock().remove(group);
     }
 
+    /// Stops announcing the consumer group; returns what was announced.
     pub fn unregister_consumer_local(&self, group: &str) -> Option<ConsumerData> {
         self.inner.consumers.lock().remove(group)
     }

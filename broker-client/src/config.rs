@@ -26,16 +26,21 @@ pub struct ClientConfig {
     pub route_refresh_interval: Duration,
     /// How often brokers are sent a heartbeat (Java: 30 s; brokers forget clients after 120 s).
     pub heartbeat_interval: Duration,
+    /// The largest frame sent or accepted, length field included.
     pub max_frame: usize,
     /// Header serialization of our requests; responses are decoded whatever they use.
     pub serialize_type: SerializeType,
+    /// The language our requests announce.
     pub language: LanguageCode,
+    /// The version ordinal our requests announce.
     pub version: i32,
     /// ACL signing of every request, when the brokers need it.
     pub credentials: Option<AclCredentials>,
+    /// Which signature scheme (4.x or 5.x brokers).
     pub acl_flavor: AclFlavor,
     /// Identifies this client to brokers: `<ip>@<instance>`; stable for the process.
     pub client_ip: String,
+    /// The instance part of the client id; unique per client by default.
     pub instance_name: String,
 }
 
@@ -75,6 +80,7 @@ impl ClientConfig {
         }
     }
 
+    /// `<client_ip>@<instance_name>`.
     pub fn client_id(&self) -> String {
         format!("{}@{}", self.client_ip, self.instance_name)
     }

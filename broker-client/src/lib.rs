@@ -3,7 +3,29 @@
 //!
 //! Layers, bottom up: [`connection::Connection`] (one multiplexed TCP connection),
 //! [`remoting_client::RemotingClient`] (a pool, one connection per address, with ACL signing),
-//! [`route`] (name servers with failover, topic routes turned into queues).
+//! [`route`] (name servers with failover, topic routes turned into queues), [`MQClient`] (routes,
+//! heartbeats and every broker request), [`Producer`] and [`PullConsumer`].
+//!
+//! ```no_run
+//! use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig};
+//! use rmq_client::{PullConsumer, PullConsumerConfig};
+//!
+//! # async fn run() -> Result<(), rmq_client::ClientError> {
+//! let client = MQClient::start(ClientConfig::new("127.0.0.1:9876"))?;
+//! let producer = Producer::new(client.clone(), ProducerConfig::new("demo-producer"));
+//! producer.send(Message::new("demo", "hello")).await?;
+//! let consumer = PullConsumer::start(client.clone(), PullConsumerConfig::new("demo-group", "demo")).await?;
+//! for m in consumer.poll(16).await? {
+//!     println!("{}", String::from_utf8_lossy(&m.body));
+//! }
+//! consumer.shutdown().await?;
+//! client.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every async method is cancel safe: a dropped future leaves nothing behind in the client (see
+//! [`MQClient`] for what that means for the broker).
 
 pub mod broker_requests;
 pub mod client;

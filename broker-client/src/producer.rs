@@ -29,8 +29,11 @@ pub const MAX_DELAY_LEVEL: u8 = 18;
 /// A message to send.
 #[derive(Debug, Clone, Default)]
 pub struct Message {
+    /// The topic.
     pub topic: String,
+    /// The body.
     pub body: Bytes,
+    /// The tag, for consumers' tag filters.
     pub tags: Option<String>,
     /// Business keys, indexed by the broker for QUERY_MESSAGE.
     pub keys: Vec<String>,
@@ -45,6 +48,7 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message of `body` to `topic`.
     pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
         Message {
             topic: topic.into(),
@@ -53,26 +57,31 @@ impl Message {
         }
     }
 
+    /// With a tag.
     pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
         self.tags = Some(tags.into());
         self
     }
 
+    /// With business keys (the broker indexes them for queries).
     pub fn with_keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
         self.keys = keys.into_iter().map(Into::into).collect();
         self
     }
 
+    /// With a user property.
     pub fn with_property(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.properties.insert(k, v);
         self
     }
 
+    /// Delivered after the delay level (1..=18, 1 s to 2 h by default).
     pub fn with_delay_level(mut self, level: u8) -> Self {
         self.delay_level = Some(level);
         self
     }
 
+    /// Delivered at `ms` since the epoch (5.x brokers only).
     pub fn with_deliver_at(mut self, ms: i64) -> Self {
         self.deliver_at_ms = Some(ms);
         self
@@ -81,6 +90,7 @@ impl Message {
 
 /// How to pick the queue of a send.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum QueueSelector {
     /// Round robin over writable queues; a failed attempt moves to another broker.
     RoundRobin,
@@ -122,14 +132,20 @@ impl QueueSelector {
 
 /// The broker's verdict on a stored message (codes 0, 10, 11, 12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendStatus {
+    /// Stored.
     SendOk,
+    /// Stored, but not flushed to disk in time.
     FlushDiskTimeout,
+    /// Stored, but the slave did not confirm in time.
     FlushSlaveTimeout,
+    /// Stored, but no slave is available.
     SlaveNotAvailable,
 }
 
 impl SendStatus {
+    /// The name Java uses (`SEND_OK`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             SendStatus::SendOk => "SEND_OK",
@@ -143,20 +159,26 @@ impl SendStatus {
 /// What a successful send returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendResult {
+    /// The broker's verdict.
     pub status: SendStatus,
     /// The client unique id (`UNIQ_KEY`); comma-joined for a batch.
     pub msg_id: String,
     /// The broker's offset id; comma-joined for a batch.
     pub offset_msg_id: String,
+    /// The queue the message went to.
     pub queue: MessageQueue,
     /// Offset of the (first) message in its queue.
     pub queue_offset: i64,
+    /// The region the broker reports.
     pub region_id: Option<String>,
+    /// The transaction id, for transactional sends.
     pub transaction_id: Option<String>,
 }
 
+/// What a [`Producer`] sends as, and its limits.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
+    /// The producer group.
     pub group: String,
     /// Time budget of one send, retries included (Java: 3 s).
     pub send_timeout: Duration,
@@ -173,6 +195,7 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// Java's defaults for the group: 3 s, 2 retries, compression from 4 KiB, 4 MiB limit.
     pub fn new(group: impl Into<String>) -> Self {
         ProducerConfig {
             group: group.into(),
@@ -187,6 +210,11 @@ impl ProducerConfig {
 }
 
 /// Sends messages of one producer group through an [`MQClient`]; clones share it.
+///
+/// # Cancel safety
+///
+/// The send methods are cancel safe in that the producer stays usable, but a dropped send may
+/// or may not have stored its message, as with a timeout.
 ///
 /// ```no_run
 /// use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, QueueSelector};
@@ -239,6 +267,7 @@ fn retryable(code: ResponseCode) -> bool {
 }
 
 impl Producer {
+    /// A producer of `config.group` on `client`, announced in its heartbeats.
     pub fn new(client: MQClient, config: ProducerConfig) -> Self {
         client.register_producer(&config.group);
         let ip: IpAddr = client
@@ -260,10 +289,12 @@ impl Producer {
         }
     }
 
+    /// The client it sends through.
     pub fn client(&self) -> &MQClient {
         &self.client
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &ProducerConfig {
         &self.config
     }

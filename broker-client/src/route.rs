@@ -14,7 +14,9 @@ use crate::remoting_client::RemotingClient;
 /// A topic's route with the queues derived from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRoute {
+    /// The topic.
     pub topic: String,
+    /// The route as the name server sent it.
     pub data: TopicRouteData,
     /// Writable queues on brokers with a master, sorted by broker name then queue id.
     pub publish_queues: Vec<MessageQueue>,
@@ -23,6 +25,7 @@ pub struct TopicRoute {
 }
 
 impl TopicRoute {
+    /// Derives the queues of `data`.
     pub fn new(topic: &str, data: TopicRouteData) -> Self {
         let publish_queues = publish_queues(topic, &data);
         let subscribe_queues = subscribe_queues(topic, &data);
@@ -119,6 +122,7 @@ pub struct NameServerClient {
 }
 
 impl NameServerClient {
+    /// A client of `addrs`, starting at one picked by process id to spread load.
     pub fn new(remoting: RemotingClient, addrs: Vec<String>) -> Self {
         // Spread clients over name servers, as Java does with a random start index.
         let start = (std::process::id() as usize) % addrs.len().max(1);
@@ -129,6 +133,7 @@ impl NameServerClient {
         }
     }
 
+    /// The name servers.
     pub fn addrs(&self) -> &[String] {
         &self.addrs
     }

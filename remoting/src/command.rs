@@ -22,6 +22,37 @@ pub const DEFAULT_VERSION: i32 = 409;
 pub const DEFAULT_LANGUAGE: LanguageCode = LanguageCode::Rust;
 
 /// One RocketMQ remoting command: header fields plus an opaque body.
+///
+/// A request with a typed header, encoded as a frame in either header serialization and read
+/// back:
+///
+/// ```
+/// use rmq_remoting::header::{CommandHeader, GetMaxOffsetRequestHeader};
+/// use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
+///
+/// let header = GetMaxOffsetRequestHeader {
+///     topic: "orders".into(),
+///     queue_id: 3,
+///     ..Default::default()
+/// };
+/// let mut request = header.to_request(RequestCode::GetMaxOffset);
+/// request.opaque = 42;
+/// for serialization in [SerializeType::Json, SerializeType::RocketMq] {
+///     let frame = request.clone().with_serialize_type(serialization).to_frame().unwrap();
+///     let decoded = RemotingCommand::from_frame(&frame).unwrap();
+///     assert_eq!(decoded.request_code(), RequestCode::GetMaxOffset);
+///     assert_eq!(decoded.opaque, 42);
+///     assert_eq!(GetMaxOffsetRequestHeader::from_command(&decoded).unwrap(), header);
+/// }
+///
+/// // The broker's answer carries the request's opaque.
+/// let response = RemotingCommand::response(ResponseCode::Success, 42, None);
+/// assert!(response.is_response());
+/// assert_eq!(response.response_code(), ResponseCode::Success);
+///
+/// // Bad input is an error, never a panic.
+/// assert!(RemotingCommand::from_frame(&[0, 0, 0, 9, 1, 2]).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemotingCommand {
     /// Request code for requests, response code for responses.
