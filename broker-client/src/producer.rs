@@ -123,7 +123,7 @@ impl QueueSelector {
                 let n = queues.len();
                 let preferred = (0..n)
                     .map(|i| &queues[(turn + i) % n])
-                    .find(|q| !avoid_broker.is_some_and(|b| q.broker_name == b));
+                    .find(|q| avoid_broker.is_none_or(|b| q.broker_name != b));
                 Some(preferred.unwrap_or(&queues[turn % n]).clone())
             }
         }
