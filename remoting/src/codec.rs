@@ -1,8 +1,8 @@
 //! The stream codec: cuts frames off a byte stream and turns them into commands (spec 2).
 //!
 //! [`RemotingCodec`] works on any byte buffer through its own methods; with the default cargo
-//! feature `tokio-codec` it is also a `tokio_util` [`Decoder`](tokio_util::codec::Decoder) and
-//! [`Encoder`](tokio_util::codec::Encoder), ready for `Framed`.
+//! feature `tokio-codec` it is also a `tokio_util::codec::Decoder` and
+//! `tokio_util::codec::Encoder`, ready for `Framed`.
 
 use bytes::{Buf, BytesMut};
 #[cfg(feature = "tokio-codec")]
