@@ -7,10 +7,10 @@
 //!   scripts/broker.sh exec -- cargo bench -p rmq-benches --bench client
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rmq_client::consumer_api::PullRequest;
+use rmq_client::PullRequest;
 use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, QueueSelector};
 use tokio::sync::Semaphore;
 
@@ -70,17 +70,12 @@ async fn sync_sends(
 
 #[tokio::main]
 async fn main() {
-    let namesrv = std::env::var("RMQ_NAMESRV")
-        .expect("RMQ_NAMESRV is not set: run through scripts/broker.sh exec -- cargo bench ...");
+    let namesrv = rmq_test_support::namesrv();
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let n = if quick { 256 } else { 4096 };
     let client = MQClient::start(ClientConfig::new(&namesrv)).unwrap();
     let producer = Producer::new(client.clone(), ProducerConfig::new("PG_bench"));
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let topic = format!("BenchClient_{stamp}");
+    let topic = rmq_test_support::unique("BenchClient");
     let body = Bytes::from(vec![b'x'; 1024]);
     // Create the topic and warm the connection up before measuring.
     for _ in 0..32 {

@@ -19,15 +19,16 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use rmq_client::{
     ClientConfig, MQClient, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
 };
+use rmq_test_support::{http_builder, namesrv, unique, wait_bounded, Gateway};
 use serde_json::Value;
 
 /// HTTP connections for produce, and sends in flight for the direct reference.
@@ -215,164 +216,11 @@ fn find_wrk() -> Result<PathBuf, String> {
     }
 }
 
-/// Waits for a child at most `limit`, killing it past that (None then).
-fn wait_bounded(mut child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return Some(st),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
-
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .no_proxy()
+    http_builder(HTTP_TIMEOUT)
         .pool_max_idle_per_host(CONNECTIONS)
         .build()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-// ---- the gateway process ----------------------------------------------------------------------
-
-/// The gateway binary; SIGKILLed when dropped unless stopped before.
-struct GatewayProc {
-    child: Option<Child>,
-    pid: u32,
-    base: String,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl GatewayProc {
-    fn start(bin: &Path, namesrv: &str, dir: PathBuf, tables: &str) -> GatewayProc {
-        let port = free_port();
-        std::fs::create_dir_all(&dir).unwrap();
-        let addrs: Vec<String> = namesrv
-            .split([';', ','])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("\"{s}\""))
-            .collect();
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nnamesrv = [{}]\n{tables}",
-                addrs.join(", ")
-            ),
-        )
-        .unwrap();
-        let log = dir.join("gateway.log");
-        let out = File::create(&log).unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.arg("--config")
-            .arg(&config)
-            .env_remove("RMQ_GATEWAY_LISTEN")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        GatewayProc {
-            pid: child.id(),
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            dir,
-            log,
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Waits (30 s at most) until GET /health answers.
-    async fn wait_healthy(&mut self, http: &reqwest::Client) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "the gateway exited during start-up ({st}):\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok(r) = http.get(format!("{}/health", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "the gateway did not answer /health within 30 s:\n{}",
-            self.log_tail()
-        );
-    }
-
-    /// (VmRSS, VmHWM) in KiB.
-    fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .expect("the gateway process is gone");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    fn check_alive(&mut self) {
-        if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!("the gateway exited ({st}):\n{}", self.log_tail());
-        }
-    }
-
-    /// SIGTERM (it gives its queue locks back), then SIGKILL after 10 s; removes its directory.
-    fn stop(mut self) {
-        let child = self.child.take().unwrap();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        if wait_bounded(child, Duration::from_secs(10)).is_none() {
-            eprintln!("the gateway did not stop within 10 s of SIGTERM: killed");
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            eprintln!("gateway log kept in {}", self.log.display());
-        }
-    }
 }
 
 // ---- produce ----------------------------------------------------------------------------------
@@ -779,10 +627,7 @@ async fn direct_consume(
 #[tokio::main]
 async fn main() {
     let wall = Instant::now();
-    let namesrv = std::env::var("RMQ_NAMESRV").expect(
-        "RMQ_NAMESRV is not set: start the broker (scripts/broker.sh start) and run through \
-         scripts/broker.sh exec -- cargo bench -p rmq-benches --bench gateway",
-    );
+    let namesrv = namesrv();
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let secs: u64 = if quick { 2 } else { 10 };
     let consume_limit = Duration::from_secs(if quick { 60 } else { 180 });
@@ -792,11 +637,7 @@ async fn main() {
     }
     let bin = gateway_bin();
 
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let run = format!("{}_{stamp}", std::process::id());
+    let run = unique("run");
     let topic = format!("BenchGw_{run}");
     let direct_topic = format!("BenchGwDirect_{run}");
     let producer_name = format!("bench-producer-{run}");
@@ -809,8 +650,9 @@ async fn main() {
     );
 
     let http = http();
-    let mut gw = GatewayProc::start(&bin, &namesrv, dir.clone(), &tables);
-    gw.wait_healthy(&http).await;
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut gw = Gateway::spawn(&bin, &namesrv, dir.clone(), &tables, &rust_log);
+    gw.wait_healthy(Duration::from_secs(30)).await;
     let rss_idle = gw.rss();
 
     let client = MQClient::start(ClientConfig::new(&namesrv)).unwrap();
@@ -1003,7 +845,7 @@ async fn main() {
     if failures.is_empty() {
         gw.stop();
     } else {
-        eprintln!("gateway log (last lines):\n{}", gw.log_tail());
+        eprintln!("gateway log (last lines):\n{}", gw.log_tail(30));
         drop(gw);
         for f in &failures {
             eprintln!("FAILED: {f}");

@@ -7,34 +7,63 @@
 
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use rmq_client::{ClientConfig, MQClient, PullConsumer, PullConsumerConfig, StartFrom};
 
-include!("common/args.rs");
+#[path = "common/args.rs"]
+mod args;
+use args::{fail, Namesrv};
+
+/// Pulls until N messages arrived, commits offsets and prints one line per message.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    namesrv: Namesrv,
+    /// Topic to consume.
+    #[arg(long)]
+    topic: String,
+    /// Consumer group.
+    #[arg(long)]
+    group: String,
+    /// How many messages to wait for.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Where a group without a committed offset starts.
+    #[arg(long, value_enum, default_value_t = Start::Earliest)]
+    from: Start,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// TAG expression (`A || B`).
+    #[arg(long)]
+    tag: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Start {
+    Earliest,
+    Latest,
+}
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse(&[
-        "namesrv", "topic", "group", "count", "from", "timeout", "tag",
-    ]);
-    let namesrv = args
-        .get("namesrv")
-        .map(str::to_owned)
-        .or_else(|| std::env::var("RMQ_NAMESRV").ok())
-        .unwrap_or_else(|| fail("--namesrv is required (or set RMQ_NAMESRV)"));
-    let count: usize = args.number("count", 1);
-    let timeout = Duration::from_secs_f64(args.number("timeout", 30.0));
-    let mut cfg = PullConsumerConfig::new(args.required("group"), args.required("topic"));
-    cfg.start_from = match args.get("from").unwrap_or("earliest") {
-        "earliest" => StartFrom::Earliest,
-        "latest" => StartFrom::Latest,
-        other => fail(&format!("--from must be earliest or latest, not {other:?}")),
+    let args = Args::parse();
+    let count = args.count;
+    if !(args.timeout.is_finite() && args.timeout >= 0.0) {
+        fail("--timeout must be a number of seconds");
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut cfg = PullConsumerConfig::new(&args.group, &args.topic);
+    cfg.start_from = match args.from {
+        Start::Earliest => StartFrom::Earliest,
+        Start::Latest => StartFrom::Latest,
     };
-    if let Some(t) = args.get("tag") {
-        cfg.expression = t.to_owned();
+    if let Some(t) = &args.tag {
+        cfg.expression = t.clone();
     }
     cfg.long_poll = Duration::from_secs(2).min(timeout);
-    let client =
-        MQClient::start(ClientConfig::new(&namesrv)).unwrap_or_else(|e| fail(&e.to_string()));
+    let client = MQClient::start(ClientConfig::new(&args.namesrv.addrs))
+        .unwrap_or_else(|e| fail(&e.to_string()));
     let deadline = Instant::now() + timeout;
     let consumer =
         match tokio::time::timeout(timeout, PullConsumer::start(client.clone(), cfg)).await {

@@ -6,45 +6,56 @@
 
 use std::time::Instant;
 
+use clap::Parser;
 use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig};
 
-include!("common/args.rs");
+#[path = "common/args.rs"]
+mod args;
+use args::{fail, Namesrv};
+
+/// Sends N messages and prints `msgId queueId queueOffset` per message, then a summary.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    namesrv: Namesrv,
+    /// Topic to send to.
+    #[arg(long)]
+    topic: String,
+    /// How many messages.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Tag of every message.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Message i gets the key `<prefix><i>`.
+    #[arg(long)]
+    key_prefix: Option<String>,
+    /// Producer group.
+    #[arg(long, default_value = "rmq_example_producer")]
+    group: String,
+}
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse(&[
-        "namesrv",
-        "topic",
-        "count",
-        "size",
-        "tag",
-        "key-prefix",
-        "group",
-    ]);
-    let namesrv = args
-        .get("namesrv")
-        .map(str::to_owned)
-        .or_else(|| std::env::var("RMQ_NAMESRV").ok())
-        .unwrap_or_else(|| fail("--namesrv is required (or set RMQ_NAMESRV)"));
-    let topic = args.required("topic").to_owned();
-    let count: usize = args.number("count", 1);
-    let size: usize = args.number("size", 64);
-    let client =
-        MQClient::start(ClientConfig::new(&namesrv)).unwrap_or_else(|e| fail(&e.to_string()));
-    let producer = Producer::new(
-        client.clone(),
-        ProducerConfig::new(args.get("group").unwrap_or("rmq_example_producer")),
-    );
+    let args = Args::parse();
+    let topic = args.topic.clone();
+    let (count, size) = (args.count, args.size);
+    let client = MQClient::start(ClientConfig::new(&args.namesrv.addrs))
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let producer = Producer::new(client.clone(), ProducerConfig::new(&args.group));
     let started = Instant::now();
     let mut failed = 0usize;
     for i in 0..count {
         let mut body = format!("message {i} ").into_bytes();
         body.resize(size.max(1), b'x');
         let mut m = Message::new(&topic, body);
-        if let Some(t) = args.get("tag") {
+        if let Some(t) = &args.tag {
             m = m.with_tags(t);
         }
-        if let Some(k) = args.get("key-prefix") {
+        if let Some(k) = &args.key_prefix {
             m = m.with_keys([format!("{k}{i}")]);
         }
         match producer.send(m).await {

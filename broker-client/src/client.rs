@@ -8,21 +8,57 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use rmq_remoting::body::{self, ConsumerData, HeartbeatData, ProducerData};
-use rmq_remoting::header::UnregisterClientRequestHeader;
-use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::body::{ConsumerData, HeartbeatData, ProducerData};
+use rmq_remoting::{RemotingCommand, RequestCode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::remoting_client::{expect_code, RemotingClient};
+use crate::remoting_client::RemotingClient;
 use crate::route::{NameServerClient, TopicRoute};
 
 /// The first 5.x version ordinal (5.0.0); brokers at or above it understand timer messages.
 pub const VERSION_5_0_0: i32 = 413;
 
+/// The client of a process: connections, routes and heartbeats shared by its producers and
+/// consumers; clones share it. Background tasks stop at [`shutdown`](Self::shutdown) or when the
+/// last clone is dropped.
+///
+/// Requests: [`pull`](Self::pull), offsets ([`query_consumer_offset`](Self::query_consumer_offset),
+/// [`update_consumer_offset`](Self::update_consumer_offset), [`max_offset`](Self::max_offset), ...),
+/// queue locks, [`send_back`](Self::send_back), [`view_message`](Self::view_message) and
+/// [`query_message`](Self::query_message); sends go through a [`Producer`](crate::Producer).
+///
+/// # Cancel safety
+///
+/// Every async method is cancel safe in the sense of `tokio::select!`: dropping its future
+/// leaves the client usable and forgets the request, whose effect on the broker is then
+/// unknown (a dropped offset commit may or may not have happened).
+///
+/// ```no_run
+/// use rmq_client::{ClientConfig, MQClient, PullRequest, PullStatus};
+///
+/// # async fn run() -> Result<(), rmq_client::ClientError> {
+/// let client = MQClient::start(ClientConfig::new("127.0.0.1:9876"))?;
+/// let route = client.route("orders").await?;
+/// for queue in &route.subscribe_queues {
+///     let from = client.query_consumer_offset("audit", queue).await?.unwrap_or(0);
+///     let pulled = client.pull(queue, &PullRequest::new("audit", from)).await?;
+///     if pulled.status == PullStatus::Found {
+///         for m in &pulled.messages {
+///             println!("{} {:?}", m.msg_id(), m.body);
+///         }
+///         client
+///             .update_consumer_offset("audit", queue, pulled.next_begin_offset)
+///             .await?;
+///     }
+/// }
+/// client.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct MQClient {
     inner: Arc<Inner>,
@@ -41,6 +77,13 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Groups a broker told us (NOTIFY_CONSUMER_IDS_CHANGED) to rebalance.
     rebalance_wanted: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the periodic tasks now rather than at their next tick.
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl std::fmt::Debug for MQClient {
@@ -90,22 +133,27 @@ impl MQClient {
         Ok(client)
     }
 
+    /// The configuration the client was started with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }
 
+    /// `ip@instance`: how brokers know this client.
     pub fn client_id(&self) -> String {
         self.inner.config.client_id()
     }
 
+    /// The connection pool, for requests this crate has no method for.
     pub fn remoting(&self) -> &RemotingClient {
         &self.inner.remoting
     }
 
+    /// The name-server client.
     pub fn namesrv(&self) -> &NameServerClient {
         &self.inner.namesrv
     }
 
+    /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.cancel.is_cancelled()
     }
@@ -240,6 +288,7 @@ impl MQClient {
         Ok(resp)
     }
 
+    /// Sends a one-way request to a broker: nothing comes back.
     pub async fn invoke_broker_oneway(&self, addr: &str, cmd: RemotingCommand) -> Result<()> {
         if self.is_shut_down() {
             return Err(ClientError::Shutdown);
@@ -263,10 +312,12 @@ impl MQClient {
 
     // ---- heartbeats ---------------------------------------------------------------------
 
+    /// Announces the producer group in heartbeats.
     pub fn register_producer(&self, group: &str) {
         self.inner.producer_groups.lock().insert(group.to_owned());
     }
 
+    /// Announces the consumer group (and its subscriptions) in heartbeats.
     pub fn register_consumer(&self, data: ConsumerData) {
         self.inner
             .consumers
@@ -274,15 +325,22 @@ impl MQClient {
             .insert(data.group_name.clone(), data);
     }
 
+    /// Stops announcing the producer group (brokers forget it after 120 s, or at once with [`unregister`](Self::unregister)).
     pub fn unregister_producer_local(&self, group: &str) {
         self.inner.producer_groups.lock().remove(group);
     }
 
+    /// Stops announcing the consumer group; returns what was announced.
     pub fn unregister_consumer_local(&self, group: &str) -> Option<ConsumerData> {
         self.inner.consumers.lock().remove(group)
     }
 
-    fn heartbeat_data(&self) -> HeartbeatData {
+    /// Whether any producer or consumer group is registered (heartbeats are sent only then).
+    pub(crate) fn has_groups(&self) -> bool {
+        !self.inner.producer_groups.lock().is_empty() || !self.inner.consumers.lock().is_empty()
+    }
+
+    pub(crate) fn heartbeat_data(&self) -> HeartbeatData {
         HeartbeatData {
             client_id: self.client_id(),
             consumer_data_set: self.inner.consumers.lock().values().cloned().collect(),
@@ -297,48 +355,6 @@ impl MQClient {
                 })
                 .collect(),
             without_sub: None,
-        }
-    }
-
-    /// HEART_BEAT to one broker; returns the broker's version ordinal.
-    pub async fn heartbeat(&self, addr: &str) -> Result<i32> {
-        let cmd = RemotingCommand::request(RequestCode::HeartBeat, ExtFields::new())
-            .with_body(body::to_json(&self.heartbeat_data()));
-        let resp = self.invoke_broker(addr, cmd, None).await?;
-        let resp = expect_code(addr, resp, &[ResponseCode::Success])?;
-        Ok(resp.version)
-    }
-
-    /// HEART_BEAT to every known master. Errors are logged; the first one is returned after
-    /// every broker was tried.
-    pub async fn heartbeat_all(&self) -> Result<()> {
-        let has_groups = !self.inner.producer_groups.lock().is_empty()
-            || !self.inner.consumers.lock().is_empty();
-        if !has_groups {
-            return Ok(());
-        }
-        let mut first_err = None;
-        for addr in self.known_masters() {
-            if let Err(e) = self.heartbeat(&addr).await {
-                warn!(broker = %addr, error = %e, "heartbeat failed");
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    /// UNREGISTER_CLIENT for a group on every known master (best effort).
-    pub async fn unregister(&self, producer_group: Option<&str>, consumer_group: Option<&str>) {
-        for addr in self.known_masters() {
-            let header = UnregisterClientRequestHeader {
-                client_id: self.client_id(),
-                producer_group: producer_group.map(str::to_owned),
-                consumer_group: consumer_group.map(str::to_owned),
-            };
-            let cmd = crate::consumer_api::request(RequestCode::UnregisterClient, &header);
-            if let Err(e) = self.invoke_broker(&addr, cmd, None).await {
-                warn!(broker = %addr, error = %e, "unregister failed");
-            }
         }
     }
 

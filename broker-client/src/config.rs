@@ -14,21 +14,33 @@ pub struct ClientConfig {
     pub namesrv_addrs: Vec<String>,
     /// Default timeout of a request/response exchange (Java: 3 s).
     pub request_timeout: Duration,
+    /// How long a dial may take.
     pub connect_timeout: Duration,
+    /// After a failed dial, requests to that address fail at once for this long before the next
+    /// dial is tried; the wait doubles with every further failure up to `reconnect_backoff_max`
+    /// and resets when a dial succeeds.
+    pub reconnect_backoff: Duration,
+    /// The longest wait between two dials of one address.
+    pub reconnect_backoff_max: Duration,
     /// How often cached topic routes are refreshed (Java: 30 s).
     pub route_refresh_interval: Duration,
     /// How often brokers are sent a heartbeat (Java: 30 s; brokers forget clients after 120 s).
     pub heartbeat_interval: Duration,
+    /// The largest frame sent or accepted, length field included.
     pub max_frame: usize,
     /// Header serialization of our requests; responses are decoded whatever they use.
     pub serialize_type: SerializeType,
+    /// The language our requests announce.
     pub language: LanguageCode,
+    /// The version ordinal our requests announce.
     pub version: i32,
     /// ACL signing of every request, when the brokers need it.
     pub credentials: Option<AclCredentials>,
+    /// Which signature scheme (4.x or 5.x brokers).
     pub acl_flavor: AclFlavor,
     /// Identifies this client to brokers: `<ip>@<instance>`; stable for the process.
     pub client_ip: String,
+    /// The instance part of the client id; unique per client by default.
     pub instance_name: String,
 }
 
@@ -38,6 +50,8 @@ impl Default for ClientConfig {
             namesrv_addrs: Vec::new(),
             request_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(3),
+            reconnect_backoff: Duration::from_millis(100),
+            reconnect_backoff_max: Duration::from_secs(5),
             route_refresh_interval: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(30),
             max_frame: DEFAULT_MAX_FRAME,
@@ -66,6 +80,7 @@ impl ClientConfig {
         }
     }
 
+    /// `<client_ip>@<instance_name>`.
     pub fn client_id(&self) -> String {
         format!("{}@{}", self.client_ip, self.instance_name)
     }

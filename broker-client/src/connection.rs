@@ -3,7 +3,8 @@
 //! A writer task drains a bounded queue into the socket (flushing once per burst) and a reader
 //! task routes responses to their waiters and hands requests from the server to a handler. When
 //! either side fails, every waiter learns it at once and the connection is marked dead, so the
-//! pool dials a new one on next use.
+//! pool dials a new one on next use. Dropping the last handle closes the connection and ends
+//! both tasks; dropping a request's future forgets its waiter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -27,12 +28,15 @@ use crate::error::{ClientError, Result};
 /// pending, across all connections.
 static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(0);
 
+/// A fresh request id (`opaque`), unique among pending requests of this process.
 pub fn next_opaque() -> i32 {
     NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What a connection does with requests the server sends (docs/protocol.md §9.11). Returns the
 /// response to write back, or `None` (one-way requests are never answered whatever it returns).
+/// It runs on the connection's reader task, so it must not block; a panic in it is answered
+/// SYSTEM_ERROR.
 pub type ServerRequestHandler =
     Arc<dyn Fn(&str, RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
 
@@ -76,9 +80,16 @@ impl Shared {
     }
 }
 
-/// A cheap handle to one connection; clones share it.
+/// A cheap handle to one connection; clones share it. The connection closes when the last
+/// handle is dropped (or on [`close`](Connection::close)), and its tasks end with it.
 #[derive(Clone)]
 pub struct Connection {
+    handle: Arc<Handle>,
+}
+
+/// What the handles share; the reader and writer tasks hold only `Shared`, so they do not keep
+/// the connection open by themselves.
+struct Handle {
     shared: Arc<Shared>,
     /// Encoded frames for the writer; callers encode, so an oversize or unencodable command
     /// fails alone instead of taking the connection down.
@@ -86,10 +97,29 @@ pub struct Connection {
     max_frame: usize,
 }
 
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close("every handle was dropped".into());
+    }
+}
+
+/// Removes a request's waiter when its future finishes or is dropped, so a cancelled request
+/// leaves nothing behind (a late answer then finds no waiter and is dropped).
+struct WaiterGuard<'a> {
+    shared: &'a Shared,
+    opaque: i32,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.pending.lock().remove(&self.opaque);
+    }
+}
+
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("addr", &self.shared.addr)
+            .field("addr", &self.handle.shared.addr)
             .field("closed", &self.is_closed())
             .finish()
     }
@@ -149,91 +179,104 @@ impl Connection {
             max_frame,
         ));
         Connection {
-            shared,
-            tx,
-            max_frame,
+            handle: Arc::new(Handle {
+                shared,
+                tx,
+                max_frame,
+            }),
         }
     }
 
+    /// The address this connection was dialled to.
     pub fn addr(&self) -> &str {
-        &self.shared.addr
+        &self.handle.shared.addr
     }
 
+    /// Whether the connection is closed (by either side); a closed connection stays closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.handle.shared.closed.load(Ordering::Acquire)
     }
 
     /// Sends a request and waits for its response. A fresh opaque is assigned.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: dropping the future before it completes forgets the request
+    /// (its waiter is removed, a late answer is discarded) and leaves the connection usable. The
+    /// request may or may not have reached the peer.
     pub async fn invoke(
         &self,
         mut cmd: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
+        let shared = &*self.handle.shared;
         if self.is_closed() {
-            return Err(self.shared.closed_error());
+            return Err(shared.closed_error());
         }
         let opaque = next_opaque();
         cmd.opaque = opaque;
         let code = cmd.code;
-        let frame = encode(&cmd, self.max_frame)?;
+        let frame = encode(&cmd, self.handle.max_frame)?;
         let (wtx, wrx) = oneshot::channel();
-        self.shared.pending.lock().insert(opaque, wtx);
+        shared.pending.lock().insert(opaque, wtx);
+        let _guard = WaiterGuard { shared, opaque };
         // `close` drains the table; a request registered after that would wait forever.
         if self.is_closed() {
-            self.shared.pending.lock().remove(&opaque);
-            return Err(self.shared.closed_error());
+            return Err(shared.closed_error());
         }
         let result = tokio::time::timeout(timeout, async {
-            if self.tx.send(frame).await.is_err() {
-                return Err(self.shared.closed_error());
+            if self.handle.tx.send(frame).await.is_err() {
+                return Err(shared.closed_error());
             }
             match wrx.await {
                 Ok(r) => r,
-                Err(_) => Err(self.shared.closed_error()),
+                Err(_) => Err(shared.closed_error()),
             }
         })
         .await;
-        match result {
-            Ok(r) => r,
-            Err(_) => {
-                self.shared.pending.lock().remove(&opaque);
-                Err(ClientError::Timeout {
-                    addr: self.shared.addr.clone(),
-                    code,
-                    timeout,
-                })
-            }
-        }
+        result.unwrap_or_else(|_| {
+            Err(ClientError::Timeout {
+                addr: shared.addr.clone(),
+                code,
+                timeout,
+            })
+        })
     }
 
     /// Sends a one-way request: nothing comes back, not even an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: a dropped future either queued the whole frame for the
+    /// socket or nothing of it.
     pub async fn invoke_oneway(&self, mut cmd: RemotingCommand, timeout: Duration) -> Result<()> {
+        let shared = &*self.handle.shared;
         if self.is_closed() {
-            return Err(self.shared.closed_error());
+            return Err(shared.closed_error());
         }
         cmd.opaque = next_opaque();
         cmd.set_oneway();
         let code = cmd.code;
-        let frame = encode(&cmd, self.max_frame)?;
-        match tokio::time::timeout(timeout, self.tx.send(frame)).await {
+        let frame = encode(&cmd, self.handle.max_frame)?;
+        match tokio::time::timeout(timeout, self.handle.tx.send(frame)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(self.shared.closed_error()),
+            Ok(Err(_)) => Err(shared.closed_error()),
             Err(_) => Err(ClientError::Timeout {
-                addr: self.shared.addr.clone(),
+                addr: shared.addr.clone(),
                 code,
                 timeout,
             }),
         }
     }
 
-    /// Closes the connection; waiters fail with `ConnectionClosed`.
+    /// Closes the connection for every handle; waiters fail with `ConnectionClosed`.
     pub fn close(&self) {
-        self.shared.close("closed by the client".into());
+        self.handle.shared.close("closed by the client".into());
     }
 
-    /// Requests in flight (for tests and metrics).
+    /// Requests waiting for an answer (for tests and metrics).
     pub fn pending(&self) -> usize {
-        self.shared.pending.lock().len()
+        self.handle.shared.pending.lock().len()
     }
 }
 
@@ -310,7 +353,18 @@ async fn read_loop(
                 let opaque = req.opaque;
                 let code = req.code;
                 let reply = match &handler {
-                    Some(h) => h(&shared.addr, req),
+                    // A handler bug must not take the reader (and every waiter) down with it.
+                    Some(h) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        h(&shared.addr, req)
+                    }))
+                    .unwrap_or_else(|_| {
+                        warn!(addr = %shared.addr, code, "server request handler panicked");
+                        Some(RemotingCommand::response(
+                            rmq_remoting::ResponseCode::SystemError,
+                            opaque,
+                            Some(format!("the client failed handling request code {code}")),
+                        ))
+                    }),
                     None => None,
                 };
                 if oneway {

@@ -6,7 +6,7 @@
 //! Broadcast consumers take every queue and commit under their own group name: give each
 //! broadcast instance a group of its own if they must not share progress.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -17,27 +17,36 @@ use rmq_remoting::body::{
 use rmq_remoting::message::MessageExt;
 use tracing::{debug, warn};
 
+use crate::broker_requests::{PullRequest, PullStatus};
 use crate::client::MQClient;
-use crate::consumer_api::{PullRequest, PullStatus};
 use crate::error::{ClientError, Result};
 
 /// Where a group with no committed offset starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartFrom {
+    /// The queue's smallest offset.
     Earliest,
+    /// The queue's end: only messages sent from now on.
     Latest,
     /// Store time, ms since the epoch.
     Timestamp(i64),
 }
 
+/// What a [`PullConsumer`] consumes and how.
 #[derive(Debug, Clone)]
 pub struct PullConsumerConfig {
+    /// The consumer group.
     pub group: String,
+    /// The topic.
     pub topic: String,
     /// TAG expression.
     pub expression: String,
+    /// Clustering (queues shared in the group) or broadcasting (every queue).
     pub model: MessageModel,
+    /// Where a group without committed offsets starts.
     pub start_from: StartFrom,
+    /// At most this many messages per pull.
     pub max_msgs_per_pull: i32,
     /// How long one `poll` may long-poll the broker when nothing is there.
     pub long_poll: Duration,
@@ -46,6 +55,7 @@ pub struct PullConsumerConfig {
 }
 
 impl PullConsumerConfig {
+    /// Clustering, from the earliest offset, 32 per pull, 5 s long polls, rebalancing every 20 s.
     pub fn new(group: impl Into<String>, topic: impl Into<String>) -> Self {
         PullConsumerConfig {
             group: group.into(),
@@ -68,12 +78,42 @@ struct QueueState {
     committed: Option<i64>,
 }
 
+/// A consumer that pulls when asked: [`poll`](Self::poll) for messages, then
+/// [`commit`](Self::commit) to store progress in the broker.
+///
+/// # Cancel safety
+///
+/// [`poll`](Self::poll) is cancel safe: what a dropped poll had pulled is returned by the next
+/// one, and pulls still in flight move no offset.
+///
+/// ```no_run
+/// use rmq_client::{ClientConfig, MQClient, PullConsumer, PullConsumerConfig, StartFrom};
+///
+/// # async fn run() -> Result<(), rmq_client::ClientError> {
+/// let client = MQClient::start(ClientConfig::new("127.0.0.1:9876"))?;
+/// let mut config = PullConsumerConfig::new("billing", "orders");
+/// config.start_from = StartFrom::Latest;
+/// let consumer = PullConsumer::start(client.clone(), config).await?;
+/// for _ in 0..10 {
+///     for m in consumer.poll(32).await? {
+///         println!("{} {}", m.msg_id(), String::from_utf8_lossy(&m.body));
+///     }
+///     consumer.commit().await?;
+/// }
+/// consumer.shutdown().await?;
+/// client.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct PullConsumer {
     client: MQClient,
     config: PullConsumerConfig,
     queues: Mutex<BTreeMap<MessageQueue, QueueState>>,
     cursor: Mutex<usize>,
     last_rebalance: Mutex<Instant>,
+    /// Messages pulled (offsets already moved past them) but not yet returned, because the
+    /// `poll` that pulled them was cancelled; the next `poll` returns them first.
+    fetched: Mutex<VecDeque<MessageExt>>,
 }
 
 /// Java's `AllocateMessageQueueAveragely` (docs/protocol.md §17.3): contiguous blocks, the first
@@ -133,11 +173,13 @@ impl PullConsumer {
             queues: Mutex::new(BTreeMap::new()),
             cursor: Mutex::new(0),
             last_rebalance: Mutex::new(Instant::now()),
+            fetched: Mutex::new(VecDeque::new()),
         };
         c.rebalance().await?;
         Ok(c)
     }
 
+    /// The client the consumer uses.
     pub fn client(&self) -> &MQClient {
         &self.client
     }
@@ -211,7 +253,16 @@ impl PullConsumer {
 
     /// Up to `max` messages from the owned queues, long-polling up to the configured time when
     /// none is there. Offsets move past what is returned (commit stores them).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: messages a dropped call had already pulled are kept and returned by the next
+    /// call (a [`commit`](Self::commit) in between stores offsets past them).
     pub async fn poll(&self, max: usize) -> Result<Vec<MessageExt>> {
+        let max = max.max(1);
+        if !self.fetched.lock().is_empty() {
+            return Ok(self.take_fetched(max));
+        }
         let due = self.last_rebalance.lock().elapsed() >= self.config.rebalance_interval;
         if self.client.take_rebalance_request(&self.config.group) || due {
             if let Err(e) = self.rebalance().await {
@@ -219,7 +270,6 @@ impl PullConsumer {
             }
         }
         let deadline = Instant::now() + self.config.long_poll;
-        let mut out = Vec::new();
         let queues: Vec<(MessageQueue, i64)> = self
             .queues
             .lock()
@@ -228,9 +278,10 @@ impl PullConsumer {
             .collect();
         if queues.is_empty() {
             tokio::time::sleep(self.config.long_poll.min(Duration::from_millis(200))).await;
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        // Short pulls round the queues first, starting where the last poll stopped.
+        // Short pulls round the queues first, starting where the last poll stopped. What they
+        // bring goes to `fetched` at once, so a cancelled poll loses nothing.
         let start = {
             let mut c = self.cursor.lock();
             *c = c.wrapping_add(1);
@@ -238,20 +289,21 @@ impl PullConsumer {
         };
         for i in 0..queues.len() {
             let (q, _) = &queues[(start + i) % queues.len()];
-            let got = self.pull_queue(q, None, max - out.len()).await?;
-            out.extend(got);
-            if out.len() >= max {
-                return Ok(out);
+            let room = max.saturating_sub(self.fetched.lock().len());
+            let got = self.pull_queue(q, None, room).await?;
+            self.fetched.lock().extend(got);
+            if self.fetched.lock().len() >= max {
+                break;
             }
         }
-        if !out.is_empty() {
-            return Ok(out);
+        if !self.fetched.lock().is_empty() {
+            return Ok(self.take_fetched(max));
         }
         // Nothing anywhere: long-poll every queue at once and take the first that has data.
         // Abandoned pulls move no offset, so nothing is lost.
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining < Duration::from_millis(50) {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         let mut polls: FuturesUnordered<_> = queues
             .iter()
@@ -260,10 +312,17 @@ impl PullConsumer {
         while let Some(r) = polls.next().await {
             let got = r?;
             if !got.is_empty() {
-                return Ok(got);
+                self.fetched.lock().extend(got);
+                return Ok(self.take_fetched(max));
             }
         }
-        Ok(out)
+        Ok(Vec::new())
+    }
+
+    fn take_fetched(&self, max: usize) -> Vec<MessageExt> {
+        let mut fetched = self.fetched.lock();
+        let n = max.min(fetched.len());
+        fetched.drain(..n).collect()
     }
 
     async fn pull_queue(
@@ -309,7 +368,7 @@ impl PullConsumer {
             return Ok(());
         }
         self.client
-            .update_consumer_offset(&self.config.group, q, state.next, false)
+            .update_consumer_offset(&self.config.group, q, state.next)
             .await?;
         if let Some(s) = self.queues.lock().get_mut(q) {
             s.committed = Some(state.next);

@@ -29,8 +29,11 @@ pub const MAX_DELAY_LEVEL: u8 = 18;
 /// A message to send.
 #[derive(Debug, Clone, Default)]
 pub struct Message {
+    /// The topic.
     pub topic: String,
+    /// The body.
     pub body: Bytes,
+    /// The tag, for consumers' tag filters.
     pub tags: Option<String>,
     /// Business keys, indexed by the broker for QUERY_MESSAGE.
     pub keys: Vec<String>,
@@ -45,6 +48,7 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message of `body` to `topic`.
     pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
         Message {
             topic: topic.into(),
@@ -53,26 +57,31 @@ impl Message {
         }
     }
 
+    /// With a tag.
     pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
         self.tags = Some(tags.into());
         self
     }
 
+    /// With business keys (the broker indexes them for queries).
     pub fn with_keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
         self.keys = keys.into_iter().map(Into::into).collect();
         self
     }
 
+    /// With a user property.
     pub fn with_property(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.properties.insert(k, v);
         self
     }
 
+    /// Delivered after the delay level (1..=18, 1 s to 2 h by default).
     pub fn with_delay_level(mut self, level: u8) -> Self {
         self.delay_level = Some(level);
         self
     }
 
+    /// Delivered at `ms` since the epoch (5.x brokers only).
     pub fn with_deliver_at(mut self, ms: i64) -> Self {
         self.deliver_at_ms = Some(ms);
         self
@@ -81,25 +90,63 @@ impl Message {
 
 /// How to pick the queue of a send.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum QueueSelector {
     /// Round robin over writable queues; a failed attempt moves to another broker.
     RoundRobin,
     /// Java's `SelectMessageQueueByHash`: `|hash(key)| % queues`. The same key lands on the same
     /// queue while the route is unchanged (MQ-Proxy's orderId).
     Key(String),
+    /// This queue, whatever the route says.
     Queue(MessageQueue),
+}
+
+impl QueueSelector {
+    /// The queue to send to among `queues`; `turn` is the round-robin counter, and round robin
+    /// skips queues of `avoid_broker` (the broker that just failed) while others exist. Public
+    /// so that stand-ins for a broker (tests, simulations) pick exactly as the producer does.
+    pub fn select(
+        &self,
+        queues: &[MessageQueue],
+        turn: usize,
+        avoid_broker: Option<&str>,
+    ) -> Option<MessageQueue> {
+        if queues.is_empty() {
+            return None;
+        }
+        match self {
+            QueueSelector::Queue(q) => Some(q.clone()),
+            QueueSelector::Key(k) => {
+                let h = java_string_hash(k).unsigned_abs() as usize;
+                Some(queues[h % queues.len()].clone())
+            }
+            QueueSelector::RoundRobin => {
+                let n = queues.len();
+                let preferred = (0..n)
+                    .map(|i| &queues[(turn + i) % n])
+                    .find(|q| avoid_broker.is_none_or(|b| q.broker_name != b));
+                Some(preferred.unwrap_or(&queues[turn % n]).clone())
+            }
+        }
+    }
 }
 
 /// The broker's verdict on a stored message (codes 0, 10, 11, 12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendStatus {
+    /// Stored.
     SendOk,
+    /// Stored, but not flushed to disk in time.
     FlushDiskTimeout,
+    /// Stored, but the slave did not confirm in time.
     FlushSlaveTimeout,
+    /// Stored, but no slave is available.
     SlaveNotAvailable,
 }
 
 impl SendStatus {
+    /// The name Java uses (`SEND_OK`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             SendStatus::SendOk => "SEND_OK",
@@ -113,20 +160,26 @@ impl SendStatus {
 /// What a successful send returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendResult {
+    /// The broker's verdict.
     pub status: SendStatus,
     /// The client unique id (`UNIQ_KEY`); comma-joined for a batch.
     pub msg_id: String,
     /// The broker's offset id; comma-joined for a batch.
     pub offset_msg_id: String,
+    /// The queue the message went to.
     pub queue: MessageQueue,
     /// Offset of the (first) message in its queue.
     pub queue_offset: i64,
+    /// The region the broker reports.
     pub region_id: Option<String>,
+    /// The transaction id, for transactional sends.
     pub transaction_id: Option<String>,
 }
 
+/// What a [`Producer`] sends as, and its limits.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
+    /// The producer group.
     pub group: String,
     /// Time budget of one send, retries included (Java: 3 s).
     pub send_timeout: Duration,
@@ -143,6 +196,7 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// Java's defaults for the group: 3 s, 2 retries, compression from 4 KiB, 4 MiB limit.
     pub fn new(group: impl Into<String>) -> Self {
         ProducerConfig {
             group: group.into(),
@@ -156,10 +210,37 @@ impl ProducerConfig {
     }
 }
 
+/// Sends messages of one producer group through an [`MQClient`]; clones share it.
+///
+/// # Cancel safety
+///
+/// The send methods are cancel safe in that the producer stays usable, but a dropped send may
+/// or may not have stored its message, as with a timeout.
+///
+/// ```no_run
+/// use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, QueueSelector};
+///
+/// # async fn run() -> Result<(), rmq_client::ClientError> {
+/// let client = MQClient::start(ClientConfig::new("127.0.0.1:9876"))?;
+/// let producer = Producer::new(client.clone(), ProducerConfig::new("orders-producer"));
+/// let sent = producer
+///     .send(Message::new("orders", "order 42 paid").with_tags("paid").with_keys(["42"]))
+///     .await?;
+/// println!("{} stored at offset {}", sent.msg_id, sent.queue_offset);
+/// // Messages with the same key keep their order: they go to the same queue.
+/// producer
+///     .send_with(Message::new("orders", "order 42 shipped"), QueueSelector::Key("42".into()))
+///     .await?;
+/// producer.shutdown().await;
+/// client.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     client: MQClient,
     config: Arc<ProducerConfig>,
+    shut_down: Arc<std::sync::atomic::AtomicBool>,
     next_queue: Arc<AtomicUsize>,
     ids: Arc<Mutex<UniqIdGenerator>>,
 }
@@ -187,6 +268,7 @@ fn retryable(code: ResponseCode) -> bool {
 }
 
 impl Producer {
+    /// A producer of `config.group` on `client`, announced in its heartbeats.
     pub fn new(client: MQClient, config: ProducerConfig) -> Self {
         client.register_producer(&config.group);
         let ip: IpAddr = client
@@ -198,6 +280,7 @@ impl Producer {
         Producer {
             client,
             config: Arc::new(config),
+            shut_down: Arc::default(),
             next_queue: Arc::new(AtomicUsize::new(0)),
             ids: Arc::new(Mutex::new(UniqIdGenerator::new(
                 ip,
@@ -207,10 +290,12 @@ impl Producer {
         }
     }
 
+    /// The client it sends through.
     pub fn client(&self) -> &MQClient {
         &self.client
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &ProducerConfig {
         &self.config
     }
@@ -220,7 +305,26 @@ impl Producer {
         self.ids.lock().next_id(now_ms())
     }
 
+    /// Stops this producer (every clone): later sends fail with [`ClientError::Shutdown`], and
+    /// the group is unregistered from the brokers and left out of heartbeats. The [`MQClient`]
+    /// stays up for its other users; shut it down separately.
+    pub async fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.client.unregister_producer_local(&self.config.group);
+        self.client.unregister(Some(&self.config.group), None).await;
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
     fn validate(&self, msg: &Message) -> Result<()> {
+        if self.is_shut_down() {
+            return Err(ClientError::Shutdown);
+        }
         validate_topic(&msg.topic)?;
         if msg.body.is_empty() {
             return Err(ClientError::InvalidArgument("message body is empty".into()));
@@ -498,29 +602,13 @@ impl Producer {
         selector: &QueueSelector,
         avoid_broker: Option<&str>,
     ) -> Result<MessageQueue> {
-        let queues = &route.publish_queues;
-        if queues.is_empty() {
-            return Err(ClientError::NoWritableQueue(route.topic.clone()));
-        }
-        match selector {
-            QueueSelector::Queue(q) => Ok(q.clone()),
-            QueueSelector::Key(k) => {
-                let h = java_string_hash(k).unsigned_abs() as usize;
-                Ok(queues[h % queues.len()].clone())
-            }
-            QueueSelector::RoundRobin => {
-                let start = self.next_queue.fetch_add(1, Ordering::Relaxed);
-                if let Some(avoid) = avoid_broker {
-                    for i in 0..queues.len() {
-                        let q = &queues[(start + i) % queues.len()];
-                        if q.broker_name != avoid {
-                            return Ok(q.clone());
-                        }
-                    }
-                }
-                Ok(queues[start % queues.len()].clone())
-            }
-        }
+        let turn = match selector {
+            QueueSelector::RoundRobin => self.next_queue.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        selector
+            .select(&route.publish_queues, turn, avoid_broker)
+            .ok_or_else(|| ClientError::NoWritableQueue(route.topic.clone()))
     }
 
     fn addr_of(&self, route: &TopicRoute, q: &MessageQueue) -> Result<String> {
@@ -553,7 +641,7 @@ impl Producer {
         } else {
             RequestCode::SendMessageV2
         };
-        crate::consumer_api::request(code, &header).with_body(req.body.clone())
+        header.to_request(code).with_body(req.body.clone())
     }
 
     async fn send_request(
@@ -561,6 +649,9 @@ impl Producer {
         req: SendRequest<'_>,
         selector: QueueSelector,
     ) -> Result<SendResult> {
+        if self.is_shut_down() {
+            return Err(ClientError::Shutdown);
+        }
         let deadline = Instant::now() + self.config.send_timeout;
         let attempts = 1 + self.config.retries;
         let mut last_err: Option<ClientError> = None;
@@ -709,11 +800,47 @@ mod tests {
         assert!(validate_topic(&"x".repeat(128)).is_err());
     }
 
+    fn queues() -> Vec<MessageQueue> {
+        let mut qs: Vec<_> = (0..4).map(|i| MessageQueue::new("T", "a", i)).collect();
+        qs.extend((0..2).map(|i| MessageQueue::new("T", "b", i)));
+        qs
+    }
+
     #[test]
     fn key_selection_matches_java_hash() {
-        // |hash("order-42")| % 4, as Java's SelectMessageQueueByHash computes it
-        let h = java_string_hash("order-42").unsigned_abs() as usize % 4;
-        assert!(h < 4);
+        assert_eq!(java_string_hash("order-42"), 1_234_255_197);
+        assert_eq!(java_string_hash("order-7"), -1_207_111_304);
         assert_eq!(java_string_hash("TagA"), 2_598_919);
+        // |hash| % queues, as Java's SelectMessageQueueByHash computes it, whatever the turn.
+        let four = &queues()[..4];
+        for turn in [0, 1, 7] {
+            let key = QueueSelector::Key("order-42".into());
+            assert_eq!(key.select(four, turn, None).unwrap().queue_id, 1);
+            let key = QueueSelector::Key("order-7".into());
+            assert_eq!(key.select(four, turn, Some("a")).unwrap().queue_id, 0);
+        }
+        // six queues: 1234255197 % 6 = 3, 1207111304 % 6 = 2
+        let six = queues();
+        let key = QueueSelector::Key("order-42".into());
+        assert_eq!(key.select(&six, 0, None), Some(six[3].clone()));
+        let key = QueueSelector::Key("order-7".into());
+        assert_eq!(key.select(&six, 0, None), Some(six[2].clone()));
+    }
+
+    #[test]
+    fn round_robin_cycles_and_avoids_the_failed_broker() {
+        let qs = queues();
+        let rr = QueueSelector::RoundRobin;
+        let picked: Vec<_> = (0..8).map(|t| rr.select(&qs, t, None).unwrap()).collect();
+        assert_eq!(picked[..6], qs[..]);
+        assert_eq!(picked[6], qs[0]);
+        // turn 1 would be a/1: skip broker "a" to b/0
+        assert_eq!(rr.select(&qs, 1, Some("a")), Some(qs[4].clone()));
+        assert_eq!(rr.select(&qs, 5, Some("b")), Some(qs[0].clone()));
+        // only the failed broker left: use it rather than nothing
+        assert_eq!(rr.select(&qs[..4], 2, Some("a")), Some(qs[2].clone()));
+        assert_eq!(rr.select(&[], 0, None), None);
+        let fixed = QueueSelector::Queue(qs[5].clone());
+        assert_eq!(fixed.select(&qs, 3, Some("b")), Some(qs[5].clone()));
     }
 }

@@ -1,10 +1,12 @@
 //! A pool of multiplexed connections, one per address, dialled on demand and re-dialled when
-//! they die. Every request leaving through it gets our language, version, serialization and (if
-//! configured) ACL signature.
+//! they die (with a growing pause after failed dials). Every request leaving through it gets our
+//! language, version, serialization and (if configured) ACL signature.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use rmq_remoting::{acl, RemotingCommand};
@@ -13,8 +15,26 @@ use crate::config::ClientConfig;
 use crate::connection::{Connection, ServerRequestHandler};
 use crate::error::{ClientError, Result};
 
-type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 
+/// One address of the pool: its live connection, or when the last dials failed, until when
+/// requests fail without dialling.
+#[derive(Default)]
+struct SlotState {
+    conn: Option<Connection>,
+    failed_dials: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
+}
+
+impl SlotState {
+    fn take(&mut self) -> Option<Connection> {
+        self.conn.take()
+    }
+}
+
+/// A pool of connections, one per address; clones share it. Connections close when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct RemotingClient {
     inner: Arc<Inner>,
@@ -27,6 +47,7 @@ struct Inner {
 }
 
 impl RemotingClient {
+    /// An empty pool; nothing is dialled until the first request.
     pub fn new(config: ClientConfig) -> Self {
         RemotingClient {
             inner: Arc::new(Inner {
@@ -37,6 +58,7 @@ impl RemotingClient {
         }
     }
 
+    /// The configuration every connection uses.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }
@@ -47,6 +69,13 @@ impl RemotingClient {
     }
 
     /// The live connection to `addr`, dialling it if needed. Concurrent callers share one dial.
+    /// After a failed dial, calls fail with [`ClientError::Reconnecting`] until the backoff of
+    /// [`ClientConfig::reconnect_backoff`] has passed.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: a dropped call leaves the pool as it was or with the new
+    /// connection in place.
     pub async fn connection(&self, addr: &str) -> Result<Connection> {
         let slot = self
             .inner
@@ -55,17 +84,43 @@ impl RemotingClient {
             .entry(addr.to_owned())
             .or_default()
             .clone();
-        let mut guard = slot.lock().await;
-        if let Some(c) = guard.as_ref() {
+        let mut state = slot.lock().await;
+        if let Some(c) = state.conn.as_ref() {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
         }
+        let now = Instant::now();
+        if let Some(at) = state.retry_at.filter(|at| *at > now) {
+            return Err(ClientError::Reconnecting {
+                addr: addr.to_owned(),
+                retry_in: at - now,
+                last_error: state.last_error.clone(),
+            });
+        }
         let cfg = &self.inner.config;
         let handler = self.inner.handler.lock().clone();
-        let conn = Connection::connect(addr, cfg.connect_timeout, cfg.max_frame, handler).await?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        match Connection::connect(addr, cfg.connect_timeout, cfg.max_frame, handler).await {
+            Ok(conn) => {
+                *state = SlotState {
+                    conn: Some(conn.clone()),
+                    ..SlotState::default()
+                };
+                Ok(conn)
+            }
+            Err(e) => {
+                state.conn = None;
+                state.failed_dials = state.failed_dials.saturating_add(1);
+                let wait = backoff(
+                    cfg.reconnect_backoff,
+                    cfg.reconnect_backoff_max,
+                    state.failed_dials,
+                );
+                state.retry_at = Some(Instant::now() + wait);
+                state.last_error = e.to_string();
+                Err(e)
+            }
+        }
     }
 
     fn prepare(&self, cmd: &mut RemotingCommand) {
@@ -80,11 +135,20 @@ impl RemotingClient {
     }
 
     /// Request/response with the default timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Connection::invoke`].
     pub async fn invoke(&self, addr: &str, cmd: RemotingCommand) -> Result<RemotingCommand> {
         self.invoke_timeout(addr, cmd, self.inner.config.request_timeout)
             .await
     }
 
+    /// Request/response with an explicit timeout (the dial is not counted in it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Connection::invoke`].
     pub async fn invoke_timeout(
         &self,
         addr: &str,
@@ -96,6 +160,11 @@ impl RemotingClient {
         conn.invoke(cmd, timeout).await
     }
 
+    /// A one-way request: nothing comes back.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Connection::invoke_oneway`].
     pub async fn invoke_oneway(&self, addr: &str, mut cmd: RemotingCommand) -> Result<()> {
         self.prepare(&mut cmd);
         let conn = self.connection(addr).await?;
@@ -124,6 +193,12 @@ impl RemotingClient {
     }
 }
 
+/// The pause before dial number `failures + 1`: `first`, doubling, at most `max`.
+fn backoff(first: Duration, max: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    first.saturating_mul(1 << doublings).min(max)
+}
+
 /// Turns a non-success response into an error carrying its code and remark.
 pub fn expect_code(
     addr: &str,
@@ -138,5 +213,23 @@ pub fn expect_code(
             code: resp.response_code(),
             remark: resp.remark,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        let waits: Vec<_> = (1..=8).map(|n| backoff(ms(100), ms(5000), n)).collect();
+        assert_eq!(
+            waits,
+            [100, 200, 400, 800, 1600, 3200, 5000, 5000]
+                .map(ms)
+                .to_vec()
+        );
+        assert_eq!(backoff(ms(100), ms(5000), u32::MAX), ms(5000));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rmq_remoting::body::{self, perm, MessageQueue, TopicRouteData};
-use rmq_remoting::header::GetRouteInfoRequestHeader;
+use rmq_remoting::header::{CommandHeader, GetRouteInfoRequestHeader};
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use tracing::{debug, warn};
 
@@ -15,7 +15,9 @@ use crate::remoting_client::RemotingClient;
 /// A topic's route with the queues derived from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRoute {
+    /// The topic.
     pub topic: String,
+    /// The route as the name server sent it.
     pub data: TopicRouteData,
     /// Writable queues on brokers with a master, sorted by broker name then queue id.
     pub publish_queues: Vec<MessageQueue>,
@@ -24,6 +26,7 @@ pub struct TopicRoute {
 }
 
 impl TopicRoute {
+    /// Derives the queues of `data`.
     pub fn new(topic: &str, data: TopicRouteData) -> Self {
         let publish_queues = publish_queues(topic, &data);
         let subscribe_queues = subscribe_queues(topic, &data);
@@ -120,6 +123,7 @@ pub struct NameServerClient {
 }
 
 impl NameServerClient {
+    /// A client of `addrs`, starting at one picked by process id to spread load.
     pub fn new(remoting: RemotingClient, addrs: Vec<String>) -> Self {
         // Spread clients over name servers, as Java does with a random start index.
         let start = (std::process::id() as usize) % addrs.len().max(1);
@@ -130,6 +134,7 @@ impl NameServerClient {
         }
     }
 
+    /// The name servers.
     pub fn addrs(&self) -> &[String] {
         &self.addrs
     }
@@ -168,7 +173,7 @@ impl NameServerClient {
             topic: topic.to_owned(),
             accept_standard_json_only: None,
         };
-        let cmd = crate::consumer_api::request(RequestCode::GetRouteinfoByTopic, &header);
+        let cmd = header.to_request(RequestCode::GetRouteinfoByTopic);
         let (addr, resp) = self.invoke(cmd).await?;
         match resp.response_code() {
             ResponseCode::Success => {

@@ -4,27 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rmq_client::consumer_api::PullRequest;
 use rmq_client::{
     ClientConfig, ClientError, MQClient, Message, Producer, ProducerConfig, PullConsumer,
     PullConsumerConfig, PullStatus, QueueSelector,
 };
+use rmq_client::{MessageKey, PullRequest};
 use rmq_remoting::body::MessageQueue;
 use rmq_remoting::message::MessageExt;
-
-fn namesrv() -> String {
-    std::env::var("RMQ_NAMESRV").expect(
-        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000_000)
-}
+use rmq_test_support::{namesrv, unique};
 
 fn client() -> MQClient {
     MQClient::start(ClientConfig::new(&namesrv())).unwrap()
@@ -420,7 +407,7 @@ async fn locks_are_exclusive_until_unlocked() {
         2
     );
     // an unlock by a non-holder changes nothing
-    c.unlock_batch_as(&group, "client-two", broker, &qs, false)
+    c.unlock_batch_as(&group, "client-two", broker, &qs)
         .await
         .unwrap();
     assert!(c
@@ -428,7 +415,7 @@ async fn locks_are_exclusive_until_unlocked() {
         .await
         .unwrap()
         .is_empty());
-    c.unlock_batch_as(&group, "client-one", broker, &qs[..1], false)
+    c.unlock_batch_as(&group, "client-one", broker, &qs[..1])
         .await
         .unwrap();
     let got = c
@@ -685,11 +672,23 @@ async fn query_by_key_and_by_unique_key() {
     let (by_key, by_id) = loop {
         // the broker's index is built asynchronously
         let by_key = c
-            .query_message(&topic, &key, false, 32, now - 60_000, now + 60_000)
+            .query_message(
+                &topic,
+                MessageKey::Key(&key),
+                32,
+                now - 60_000,
+                now + 60_000,
+            )
             .await
             .unwrap();
         let by_id = c
-            .query_message(&topic, &hit.msg_id, true, 32, now - 60_000, now + 60_000)
+            .query_message(
+                &topic,
+                MessageKey::UniqId(&hit.msg_id),
+                32,
+                now - 60_000,
+                now + 60_000,
+            )
             .await
             .unwrap();
         if (!by_key.is_empty() && !by_id.is_empty()) || Instant::now() > deadline {
@@ -702,7 +701,13 @@ async fn query_by_key_and_by_unique_key() {
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[0].msg_id(), hit.msg_id);
     assert!(c
-        .query_message(&topic, "no-such-key", false, 32, now - 60_000, now + 60_000)
+        .query_message(
+            &topic,
+            MessageKey::Key("no-such-key"),
+            32,
+            now - 60_000,
+            now + 60_000
+        )
         .await
         .unwrap()
         .is_empty());

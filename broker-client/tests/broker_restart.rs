@@ -5,10 +5,11 @@
 //! broker go away.
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rmq_client::consumer_api::PullRequest;
-use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig};
+use rmq_client::PullRequest;
+use rmq_client::{ClientConfig, ClientError, MQClient, Message, Producer, ProducerConfig};
+use rmq_test_support::{namesrv, unique};
 
 fn broker_ctl(cmd: &str) {
     let script = std::env::var("RMQ_BROKER_SCRIPT")
@@ -22,26 +23,18 @@ fn broker_ctl(cmd: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_fail_typed_while_the_broker_is_down_and_recover_after() {
-    let namesrv = std::env::var("RMQ_NAMESRV").expect(
-        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests \
-         with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
-    );
-    let mut cfg = ClientConfig::new(&namesrv);
+    let mut cfg = ClientConfig::new(&namesrv());
     cfg.request_timeout = Duration::from_secs(2);
     cfg.connect_timeout = Duration::from_secs(1);
     let client = MQClient::start(cfg).unwrap();
     let mut pcfg = ProducerConfig::new("PG_restart");
     pcfg.send_timeout = Duration::from_secs(3);
     let producer = Producer::new(client.clone(), pcfg);
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let topic = format!("T_restart_{n}");
+    let topic = unique("T_restart");
     let before = producer.send(Message::new(&topic, "before")).await.unwrap();
 
     broker_ctl("stop-broker");
-    let mut failures = 0;
+    let mut errors = Vec::new();
     for i in 0..5 {
         let started = Instant::now();
         match producer
@@ -56,11 +49,17 @@ async fn sends_fail_typed_while_the_broker_is_down_and_recover_after() {
                     "send hung {:?}",
                     started.elapsed()
                 );
-                failures += 1;
+                errors.push(e);
             }
         }
     }
-    assert_eq!(failures, 5);
+    // Failed dials back off: sends right after one fail without dialling the dead broker again.
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, ClientError::Reconnecting { .. })),
+        "every send dialled the dead broker again: {errors:?}"
+    );
 
     broker_ctl("start-broker");
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -178,12 +178,15 @@ async fn requests_from_the_server_are_answered_or_ignored() {
         let resp = f.next().await.unwrap().unwrap();
         done_tx.send(resp).unwrap();
     });
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The handler runs on the connection's reader task: it records, the test asserts.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen2 = seen.clone();
     let handler: rmq_client::connection::ServerRequestHandler =
         std::sync::Arc::new(move |_addr, r| {
-            seen2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            assert!(r.request_code() == RequestCode::NotifyConsumerIdsChanged || r.opaque == 1001);
+            seen2
+                .lock()
+                .unwrap()
+                .push((r.request_code(), r.opaque, r.is_oneway()));
             None
         });
     let _c = Connection::connect(&addr, T, 1 << 24, Some(handler))
@@ -193,7 +196,178 @@ async fn requests_from_the_server_are_answered_or_ignored() {
     assert!(resp.is_response());
     assert_eq!(resp.opaque, 1001);
     assert_eq!(resp.response_code(), ResponseCode::RequestCodeNotSupported);
-    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (RequestCode::NotifyConsumerIdsChanged, 1000, true),
+            (RequestCode::GetConsumerRunningInfo, 1001, false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_system_error_and_keeps_the_connection() {
+    let (l, addr) = listener().await;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        let mut running =
+            RemotingCommand::request(RequestCode::GetConsumerRunningInfo, ExtFields::new());
+        running.opaque = 7;
+        f.send(running).await.unwrap();
+        let resp = f.next().await.unwrap().unwrap();
+        // then serve the client's request on the same connection
+        let r = f.next().await.unwrap().unwrap();
+        f.send(answer(&r)).await.unwrap();
+        done_tx.send(resp).unwrap();
+        let _ = f.next().await;
+    });
+    let handler: rmq_client::connection::ServerRequestHandler =
+        std::sync::Arc::new(|_addr, _r| panic!("handler bug"));
+    let c = Connection::connect(&addr, T, 1 << 24, Some(handler))
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(T, async {
+        // wait until the server's request was handled before sending ours
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.invoke(req(3), T).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(resp.unwrap().ext("n"), Some("3"));
+    let answered = tokio::time::timeout(T, done_rx).await.unwrap().unwrap();
+    assert_eq!(answered.opaque, 7);
+    assert_eq!(answered.response_code(), ResponseCode::SystemError);
+    assert!(!c.is_closed());
+}
+
+#[tokio::test]
+async fn a_dropped_request_future_leaves_no_waiter() {
+    let (l, addr) = listener().await;
+    let (late_tx, late_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        let first = f.next().await.unwrap().unwrap();
+        // answer the abandoned request only after its future is gone
+        late_rx.await.unwrap();
+        f.send(answer(&first)).await.unwrap();
+        while let Some(Ok(r)) = f.next().await {
+            f.send(answer(&r)).await.unwrap();
+        }
+    });
+    let c = Connection::connect(&addr, T, 1 << 24, None).await.unwrap();
+    {
+        let fut = c.invoke(req(1), T);
+        tokio::pin!(fut);
+        assert!(futures::poll!(&mut fut).is_pending());
+        assert_eq!(c.pending(), 1, "the request waits for its answer");
+    }
+    assert_eq!(c.pending(), 0, "dropping the future removed its waiter");
+    late_tx.send(()).unwrap();
+    // the late answer is dropped and the connection goes on
+    assert_eq!(c.invoke(req(2), T).await.unwrap().ext("n"), Some("2"));
+    assert_eq!(c.pending(), 0);
+    assert!(!c.is_closed());
+
+    // the same through the pool, cancelled by a timeout around the call
+    let pool = RemotingClient::new(ClientConfig::default());
+    let (l2, addr2) = listener().await;
+    tokio::spawn(async move {
+        let (s, _) = l2.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        while f.next().await.is_some() {}
+    });
+    let r = tokio::time::timeout(Duration::from_millis(200), pool.invoke(&addr2, req(3))).await;
+    assert!(r.is_err(), "nothing answers: the outer timeout fires");
+    assert_eq!(pool.connection(&addr2).await.unwrap().pending(), 0);
+}
+
+#[tokio::test]
+async fn the_last_handle_dropped_ends_the_connection() {
+    let (l, addr) = listener().await;
+    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        let r = f.next().await.unwrap().unwrap();
+        f.send(answer(&r)).await.unwrap();
+        // the client's tasks end and close the socket: the stream ends
+        let end = f.next().await;
+        eof_tx.send(end.is_none()).unwrap();
+    });
+    let c = Connection::connect(&addr, T, 1 << 24, None).await.unwrap();
+    let c2 = c.clone();
+    assert_eq!(c2.invoke(req(1), T).await.unwrap().ext("n"), Some("1"));
+    drop(c);
+    assert!(!c2.is_closed(), "a clone keeps the connection open");
+    drop(c2);
+    let ended = tokio::time::timeout(T, eof_rx).await;
+    assert_eq!(ended.map(Result::unwrap).ok(), Some(true));
+
+    // a pool's connections end with the pool
+    let (l, addr) = listener().await;
+    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        let r = f.next().await.unwrap().unwrap();
+        f.send(answer(&r)).await.unwrap();
+        eof_tx.send(f.next().await.is_none()).unwrap();
+    });
+    let pool = RemotingClient::new(ClientConfig::default());
+    assert_eq!(
+        pool.invoke(&addr, req(2)).await.unwrap().ext("n"),
+        Some("2")
+    );
+    drop(pool);
+    let ended = tokio::time::timeout(T, eof_rx).await;
+    assert_eq!(ended.map(Result::unwrap).ok(), Some(true));
+}
+
+#[tokio::test]
+async fn failed_dials_back_off_then_recover() {
+    let (l, addr) = listener().await;
+    drop(l);
+    let cfg = ClientConfig {
+        reconnect_backoff: Duration::from_millis(300),
+        ..ClientConfig::default()
+    };
+    let pool = RemotingClient::new(cfg);
+    let r = pool.invoke(&addr, req(1)).await;
+    assert!(matches!(r, Err(ClientError::Connect { .. })), "{r:?}");
+    // within the pause: no dial, a typed error saying when the next one happens
+    match pool.invoke(&addr, req(2)).await {
+        Err(e @ ClientError::Reconnecting { retry_in, .. }) => {
+            assert!(e.is_transport());
+            assert!(retry_in <= Duration::from_millis(300), "{retry_in:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // the pause is over: it dials again, fails again, and waits twice as long
+    let r = pool.invoke(&addr, req(3)).await;
+    assert!(matches!(r, Err(ClientError::Connect { .. })), "{r:?}");
+    let retry = match pool.invoke(&addr, req(4)).await {
+        Err(ClientError::Reconnecting { retry_in, .. }) => retry_in,
+        other => panic!("{other:?}"),
+    };
+    assert!(retry > Duration::from_millis(300), "{retry:?}");
+    // the peer comes back: after the pause the pool dials and the request goes through
+    let l = TcpListener::bind(&addr).await.unwrap();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        while let Some(Ok(r)) = f.next().await {
+            f.send(answer(&r)).await.unwrap();
+        }
+    });
+    tokio::time::sleep(retry + Duration::from_millis(50)).await;
+    assert_eq!(
+        pool.invoke(&addr, req(5)).await.unwrap().ext("n"),
+        Some("5")
+    );
 }
 
 #[tokio::test]

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use rmq_client::consumer_api::PullRequest;
 use rmq_client::{ClientConfig, ClientError, MQClient, Producer};
+use rmq_client::{MessageKey, PullRequest};
 use rmq_remoting::acl::AclCredentials;
 use rmq_remoting::body::{
     ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, MessageQueue, SubscriptionData,
@@ -290,6 +290,11 @@ impl BrokerApi for ClientBroker {
                 P::NoNewMsg => PullStatus::NoNewMsg,
                 P::NoMatchedMsg => PullStatus::NoMatchedMsg,
                 P::OffsetIllegal => PullStatus::OffsetIllegal,
+                other => {
+                    return Err(BrokerError::Failed(format!(
+                        "pull answered a status this gateway does not know: {other:?}"
+                    )))
+                }
             },
             next_begin_offset: r.next_begin_offset,
             max_offset: r.max_offset,
@@ -319,7 +324,7 @@ impl BrokerApi for ClientBroker {
     ) -> BrokerResult<()> {
         Ok(self
             .client
-            .unlock_batch_as(group, client_id, broker_name, mqs, false)
+            .unlock_batch_as(group, client_id, broker_name, mqs)
             .await?)
     }
 
@@ -330,7 +335,7 @@ impl BrokerApi for ClientBroker {
     async fn commit_offset(&self, group: &str, mq: &MessageQueue, offset: i64) -> BrokerResult<()> {
         Ok(self
             .client
-            .update_consumer_offset(group, mq, offset, false)
+            .update_consumer_offset(group, mq, offset)
             .await?)
     }
 
@@ -355,7 +360,7 @@ impl BrokerApi for ClientBroker {
         // UNIQ_KEYs carry no time the broker can use; search the broker's whole index window.
         let mut v = self
             .client
-            .query_message(topic, key, true, 32, 0, end_ms)
+            .query_message(topic, MessageKey::UniqId(key), 32, 0, end_ms)
             .await?;
         v.truncate(1);
         Ok(v)

@@ -183,18 +183,17 @@ impl MemClient {
     fn pick(&self, topic: &str, selector: &QueueSelector) -> MessageQueue {
         self.broker.create_topic(topic);
         let n = self.broker.queues_per_topic;
-        let qid = match selector {
-            QueueSelector::RoundRobin => {
-                let mut g = self.broker.inner.lock();
-                g.round_robin += 1;
-                (g.round_robin % n as usize) as i32
-            }
-            QueueSelector::Key(k) => {
-                (rmq_remoting::message::java_string_hash(k).unsigned_abs() % n as u32) as i32
-            }
-            QueueSelector::Queue(mq) => mq.queue_id,
+        let queues: Vec<MessageQueue> = (0..n)
+            .map(|q| MessageQueue::new(topic, BROKER_NAME, q))
+            .collect();
+        let turn = {
+            let mut g = self.broker.inner.lock();
+            g.round_robin += 1;
+            g.round_robin
         };
-        MessageQueue::new(topic, BROKER_NAME, qid)
+        selector
+            .select(&queues, turn, None)
+            .expect("an in-memory topic always has queues")
     }
 }
 

@@ -10,15 +10,13 @@
 //! in a temp dir when its test fails, and its last lines are printed.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rmq_client::{ClientConfig, MQClient};
 use rmq_remoting::body::MessageQueue;
+use rmq_test_support::{get, http_builder, json_of, namesrv, post_form, unique, Gateway};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmq-gateway");
@@ -29,35 +27,8 @@ const MAX_ROUNDS: usize = 20_000;
 
 // ---- environment ------------------------------------------------------------------------------
 
-fn namesrv() -> String {
-    std::env::var("RMQ_NAMESRV").expect(
-        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests \
-         with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000_000)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .no_proxy()
-        .build()
-        .unwrap()
+    http_builder(HTTP_TIMEOUT).build().unwrap()
 }
 
 fn client() -> MQClient {
@@ -77,174 +48,8 @@ fn consumer_toml(name: &str, topic: &str, mode: &str, pull: u32, timeout_ms: u64
     )
 }
 
-// ---- the gateway process ----------------------------------------------------------------------
-
-/// A running gateway binary; killed (SIGKILL) when dropped.
-struct Gateway {
-    child: Option<Child>,
-    base: String,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Gateway {
-    /// Starts the binary on a free port with `body` (producer and consumer tables) as its
-    /// config and waits until `/health` answers.
-    async fn start(label: &str, body: &str) -> Gateway {
-        let addrs: Vec<String> = namesrv()
-            .split([';', ','])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("\"{s}\""))
-            .collect();
-        let port = free_port();
-        let dir = std::env::temp_dir().join(unique(&format!("rmq-gw-{label}")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nnamesrv = [{}]\n{body}",
-                addrs.join(", ")
-            ),
-        )
-        .unwrap();
-        let log = dir.join("gateway.log");
-        let out = File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info,rmq_gateway=debug")
-            .env_remove("RMQ_GATEWAY_LISTEN")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("cannot start the gateway binary");
-        let mut gw = Gateway {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            dir,
-            log,
-        };
-        gw.wait_healthy().await;
-        gw
-    }
-
-    async fn wait_healthy(&mut self) {
-        let http = http();
-        let start = Instant::now();
-        for _ in 0..300 {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "the gateway exited during start-up ({st}):\n{}",
-                    self.log_tail(40)
-                );
-            }
-            let r = http
-                .get(format!("{}/health", self.base))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            if let Ok(r) = r {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the gateway did not answer /health within 20 s:\n{}",
-                self.log_tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the gateway did not become healthy:\n{}", self.log_tail(40));
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("gateway already gone").id()
-    }
-
-    /// kill -9, and reap it.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn sigterm(&self) {
-        let pid = self.pid() as libc::pid_t;
-        // SAFETY: plain kill(2) on our own child, which has not been reaped (we hold its Child).
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill -TERM {pid} failed");
-    }
-
-    /// Waits (bounded) for the process to exit; `None` if it still runs after `within`.
-    async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        let child = self.child.as_mut()?;
-        for _ in 0..10_000 {
-            if let Some(st) = child.try_wait().unwrap() {
-                self.child = None;
-                return Some(st);
-            }
-            if start.elapsed() >= within {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn log_tail(&self, n: usize) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- gateway {} log (kept at {}), last lines ----\n{}",
-                self.base,
-                self.log.display(),
-                self.log_tail(60)
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 // ---- HTTP helpers -----------------------------------------------------------------------------
 
-async fn json_of(r: reqwest::Response) -> Value {
-    assert_eq!(
-        r.status(),
-        reqwest::StatusCode::OK,
-        "the gateway answers HTTP 200 always"
-    );
-    let text = r.text().await.unwrap();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:.300}"))
-}
-
-async fn get(http: &reqwest::Client, url: &str, q: &[(&str, &str)]) -> Value {
-    json_of(http.get(url).query(q).send().await.unwrap()).await
-}
-
-async fn post_form(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Value {
-    json_of(http.post(url).form(form).send().await.unwrap()).await
-}
-
-/// POST /mq/produce; asserts status 200 and returns the result.
 async fn produce_ok(
     http: &reqwest::Client,
     gw: &str,
@@ -587,6 +392,7 @@ async fn thousand_messages_three_consumers_exactly_once() {
     let topic = unique("GwOnce");
     let (p, c) = ("once-p", "once-c");
     let gw = Gateway::start(
+        BIN,
         "once",
         &(producer_toml(p, &topic) + &consumer_toml(c, &topic, "clustering", 32, 30_000)),
     )
@@ -686,6 +492,7 @@ async fn unacked_batch_returns_after_timeout_unlock_and_stale_ack() {
     let topic = unique("GwRedeliver");
     let (p, c) = ("redo-p", "redo-c");
     let gw = Gateway::start(
+        BIN,
         "redo",
         &(producer_toml(p, &topic) + &consumer_toml(c, &topic, "clustering", 32, 2000)),
     )
@@ -816,6 +623,7 @@ async fn broadcast_client_ids_each_get_everything() {
     let topic = unique("GwBroadcast");
     let (p, cb, cc) = ("bc-p", "bc-b", "bc-c");
     let gw = Gateway::start(
+        BIN,
         "bcast",
         &(producer_toml(p, &topic)
             + &consumer_toml(cb, &topic, "broadcast", 8, 10_000)
@@ -865,8 +673,8 @@ async fn two_gateways_share_a_group_and_survive_kill9() {
     let topic = unique("GwTwo");
     let (p, c) = ("two-p", "two-c");
     let body = producer_toml(p, &topic) + &consumer_toml(c, &topic, "clustering", 8, 5000);
-    let mut gw_a = Gateway::start("two-a", &body).await;
-    let gw_b = Gateway::start("two-b", &body).await;
+    let mut gw_a = Gateway::start(BIN, "two-a", &body).await;
+    let gw_b = Gateway::start(BIN, "two-b", &body).await;
     let http = http();
     let mq = client();
 
@@ -1008,6 +816,7 @@ async fn bad_input_is_400_and_changes_nothing() {
     let other = unique("GwBadOther");
     let (p, c, c2) = ("bad-p", "bad-c", "bad-c2");
     let gw = Gateway::start(
+        BIN,
         "bad",
         &(producer_toml(p, &topic)
             + &consumer_toml(c, &topic, "clustering", 32, 30_000)
@@ -1212,6 +1021,7 @@ async fn use_cookie_acks_through_the_rid_cookie() {
     let topic = unique("GwCookie");
     let (p, c) = ("ck-p", "ck-c");
     let gw = Gateway::start(
+        BIN,
         "cookie",
         &(producer_toml(p, &topic) + &consumer_toml(c, &topic, "clustering", 32, 30_000)),
     )
@@ -1290,6 +1100,7 @@ async fn wait_seconds_long_polls() {
     let topic = unique("GwWait");
     let (p, c) = ("wait-p", "wait-c");
     let gw = Gateway::start(
+        BIN,
         "wait",
         &(producer_toml(p, &topic) + &consumer_toml(c, &topic, "clustering", 32, 30_000)),
     )
@@ -1360,6 +1171,7 @@ async fn batch_produce_and_per_message_results() {
     let topic = unique("GwBatch");
     let (p, c) = ("batch-p", "batch-c");
     let gw = Gateway::start(
+        BIN,
         "batch",
         &(producer_toml(p, &topic) + &consumer_toml(c, &topic, "clustering", 32, 30_000)),
     )
@@ -1437,7 +1249,7 @@ async fn sigterm_exits_cleanly_and_gives_queues_back() {
     let topic = unique("GwTerm");
     let (p, c) = ("term-p", "term-c");
     let body = producer_toml(p, &topic) + &consumer_toml(c, &topic, "clustering", 32, 60_000);
-    let mut gw_a = Gateway::start("term-a", &body).await;
+    let mut gw_a = Gateway::start(BIN, "term-a", &body).await;
     let http = http();
     let mq = client();
     let n = 40;
@@ -1455,7 +1267,7 @@ async fn sigterm_exits_cleanly_and_gives_queues_back() {
     assert_eq!(leased.len(), n, "a leased every queue");
 
     // b on the same group gets nothing while a holds the broker locks.
-    let gw_b = Gateway::start("term-b", &body).await;
+    let gw_b = Gateway::start(BIN, "term-b", &body).await;
     let v = fetch(&http, &gw_b.base, &topic, c, &[]).await;
     assert_eq!(
         v["result"]["status"], "NO_NEW_MSG",
@@ -1538,7 +1350,7 @@ async fn admin_pause_rate_reset_resend_and_backlog() {
         producer_toml(&p, &topic),
         consumer_toml(&c, &topic, "clustering", 32, 60_000)
     );
-    let gw = Gateway::start("admin", &body).await;
+    let gw = Gateway::start(BIN, "admin", &body).await;
     let http = http();
     let base = gw.base.clone();
     let mut sent = Vec::new();
@@ -1733,8 +1545,8 @@ async fn an_ack_through_the_other_instance_commits_and_frees_the_queue() {
         producer_toml(&p, &topic),
         consumer_toml(&c, &topic, "clustering", 4, 60_000)
     );
-    let a = Gateway::start("foreign-a", &body).await;
-    let b = Gateway::start("foreign-b", &body).await;
+    let a = Gateway::start(BIN, "foreign-a", &body).await;
+    let b = Gateway::start(BIN, "foreign-b", &body).await;
     let http = http();
     for i in 0..8 {
         produce_ok(&http, &a.base, &p, &format!("f-{i}"), &[("orderId", "one")]).await;

@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::{Parser, ValueEnum};
 use rmq_remoting::body::{self, TopicRouteData};
 use rmq_remoting::message::{self, keys, UniqIdGenerator};
 use rmq_remoting::{
@@ -41,89 +42,65 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Result<T> = std::result::Result<T, String>;
 
+/// Send one message to a RocketMQ broker and pull it back, with nothing but `std::net` and the
+/// rmq-remoting codec.
+#[derive(Parser)]
+#[command(name = "send_and_pull")]
 struct Args {
+    /// Name server address; of a list `a:9876;b:9876` the first is used.
+    #[arg(long, env = "RMQ_NAMESRV", default_value = DEFAULT_NAMESRV, value_parser = first_namesrv)]
     namesrv: String,
+    /// Topic to send to; auto-created through TBW102 if missing.
+    #[arg(long, default_value = DEFAULT_TOPIC, value_parser = topic_name)]
     topic: String,
+    /// Message body (default: a greeting with the current time).
+    #[arg(long)]
     body: Option<String>,
+    /// Producer/consumer group prefix.
+    #[arg(long, default_value = DEFAULT_GROUP)]
     group: String,
-    header: SerializeType,
+    /// Request header serialization (responses are printed with theirs).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Header::Json)]
+    header: Header,
 }
 
-fn usage() -> &'static str {
-    "usage: send_and_pull [--namesrv HOST:PORT] [--topic TOPIC] [--body TEXT] [--group GROUP]\n\
-     \x20                    [--header json|rocketmq]\n\
-     \n\
-     --namesrv  name server address (default: $RMQ_NAMESRV, else 127.0.0.1:9876)\n\
-     --topic    topic to send to; auto-created through TBW102 if missing (default: RmqGatewayExample)\n\
-     --body     message body (default: a greeting with the current time)\n\
-     --group    producer/consumer group prefix (default: rmq_gateway_example)\n\
-     --header   request header serialization: json (default) or rocketmq (binary)"
+#[derive(Clone, Copy, ValueEnum)]
+enum Header {
+    /// JSON headers.
+    Json,
+    /// The binary ROCKETMQ header.
+    #[value(alias = "binary")]
+    Rocketmq,
 }
 
-/// `Ok(None)` means `--help` was asked for.
-fn parse_args() -> Result<Option<Args>> {
-    let mut args = Args {
-        namesrv: std::env::var("RMQ_NAMESRV")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_NAMESRV.to_owned()),
-        topic: DEFAULT_TOPIC.to_owned(),
-        body: None,
-        group: DEFAULT_GROUP.to_owned(),
-        header: SerializeType::Json,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |what: &str| -> Result<String> {
-            match inline.clone().or_else(|| it.next()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(format!("{what} needs a value")),
-            }
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--namesrv" => args.namesrv = value("--namesrv")?,
-            "--topic" => args.topic = value("--topic")?,
-            "--body" => args.body = Some(value("--body")?),
-            "--group" => args.group = value("--group")?,
-            "--header" => {
-                args.header = match value("--header")?.to_ascii_lowercase().as_str() {
-                    "json" => SerializeType::Json,
-                    "rocketmq" | "binary" => SerializeType::RocketMq,
-                    other => {
-                        return Err(format!("--header must be json or rocketmq, not `{other}`"))
-                    }
-                }
-            }
-            other => return Err(format!("unknown argument `{other}`")),
+impl From<Header> for SerializeType {
+    fn from(h: Header) -> Self {
+        match h {
+            Header::Json => SerializeType::Json,
+            Header::Rocketmq => SerializeType::RocketMq,
         }
     }
-    // A name-server list `a:9876;b:9876` is accepted; this example only uses the first entry.
-    if let Some(first) = args
-        .namesrv
-        .split(';')
+}
+
+fn first_namesrv(list: &str) -> Result<String> {
+    list.split(';')
         .map(str::trim)
         .find(|s| !s.is_empty())
-    {
-        args.namesrv = first.to_owned();
-    }
-    if args.topic.is_empty()
-        || args.topic.len() > 127
-        || !args
-            .topic
+        .map(str::to_owned)
+        .ok_or_else(|| "no name server address given".to_owned())
+}
+
+fn topic_name(topic: &str) -> Result<String> {
+    let ok = !topic.is_empty()
+        && topic.len() <= 127
+        && topic
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'%' || b == b'|')
-    {
-        return Err(format!(
-            "invalid topic `{}` (allowed: [%|a-zA-Z0-9_-], 1..127 characters)",
-            args.topic
-        ));
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'%' || b == b'|');
+    if ok {
+        Ok(topic.to_owned())
+    } else {
+        Err("allowed: [%|a-zA-Z0-9_-], 1..127 characters".to_owned())
     }
-    Ok(Some(args))
 }
 
 /// One blocking connection; requests are answered in order, so one outstanding request at a time.
@@ -321,7 +298,7 @@ struct Sent {
 fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     println!("name server: {}", args.namesrv);
-    let mut ns = Conn::open(&args.namesrv, args.header)?;
+    let mut ns = Conn::open(&args.namesrv, args.header.into())?;
 
     // 1. Route of the topic, or of the auto-create template.
     let mut created = false;
@@ -352,7 +329,7 @@ fn run(args: Args) -> Result<()> {
     let queue_id = 0;
 
     // 2. SEND_MESSAGE_V2.
-    let mut broker = Conn::open(&broker_addr, args.header)?;
+    let mut broker = Conn::open(&broker_addr, args.header.into())?;
     let pid = std::process::id();
     let random = (SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -543,18 +520,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{}", usage());
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("send_and_pull: {e}\n{}", usage());
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
+    match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("send_and_pull: error: {e}");

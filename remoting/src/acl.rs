@@ -7,8 +7,11 @@ use sha1::Sha1;
 
 use crate::command::RemotingCommand;
 
+/// The extFields key of the access key.
 pub const ACCESS_KEY: &str = "AccessKey";
+/// The extFields key of the STS security token.
 pub const SECRET_TOKEN: &str = "SecurityToken";
+/// The extFields key of the signature.
 pub const SIGNATURE: &str = "Signature";
 /// QUERY_MESSAGE's extra field that 4.9 brokers leave out of the signed content.
 pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
@@ -16,8 +19,11 @@ pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
 /// Credentials for a broker with ACL enabled.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AclCredentials {
+    /// The access key, sent in the clear.
     pub access_key: String,
+    /// The secret key signatures are made with; never sent.
     pub secret_key: String,
+    /// An STS token, sent along when present.
     pub security_token: Option<String>,
 }
 

@@ -7,8 +7,9 @@ macro_rules! code_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $value:expr => $lit:literal),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
         pub enum $name {
-            $($variant,)*
+            $(#[doc = concat!("`", $lit, "` (", stringify!($value), ")")] $variant,)*
             /// A code this crate has no name for; kept as sent.
             Unknown(i32),
         }
@@ -163,21 +164,35 @@ code_enum! {
 /// The sender's language (docs/protocol.md §3.5). JSON headers carry the name, binary headers the
 /// code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LanguageCode {
+    /// Java.
     Java,
+    /// C++.
     Cpp,
+    /// .NET.
     Dotnet,
+    /// Python.
     Python,
+    /// Delphi.
     Delphi,
+    /// Erlang.
     Erlang,
+    /// Ruby.
     Ruby,
+    /// Anything else.
     Other,
+    /// HTTP.
     Http,
+    /// Go.
     Go,
+    /// PHP.
     Php,
+    /// OpenMessaging.
     Oms,
     /// Known to brokers since 4.9.4; our default (a 4.9.8 broker accepts it).
     Rust,
+    /// Node.js.
     NodeJs,
     /// A code or name this crate does not know. Java decodes these to null; we keep the number.
     Unknown(u8),
@@ -201,6 +216,7 @@ const LANGUAGES: [(LanguageCode, &str); 14] = [
 ];
 
 impl LanguageCode {
+    /// The code of binary headers.
     pub fn code(self) -> u8 {
         match self {
             LanguageCode::Unknown(c) => c,
@@ -212,6 +228,7 @@ impl LanguageCode {
         }
     }
 
+    /// The language of a binary header's code; unknown codes read as `Other`.
     pub fn from_code(code: u8) -> Self {
         LANGUAGES
             .get(code as usize)
@@ -227,6 +244,7 @@ impl LanguageCode {
         }
     }
 
+    /// The language of a JSON header's name.
     pub fn from_name(name: &str) -> Option<Self> {
         LANGUAGES.iter().find(|(_, n)| *n == name).map(|(l, _)| *l)
     }
@@ -235,12 +253,15 @@ impl LanguageCode {
 /// Header serialization, the high byte of the header-length word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SerializeType {
+    /// JSON headers.
     #[default]
     Json,
+    /// RocketMQ's binary headers.
     RocketMq,
 }
 
 impl SerializeType {
+    /// The byte on the wire.
     pub fn code(self) -> u8 {
         match self {
             SerializeType::Json => 0,
@@ -248,6 +269,7 @@ impl SerializeType {
         }
     }
 
+    /// The type of a byte on the wire.
     pub fn from_code(code: u8) -> Option<Self> {
         match code {
             0 => Some(SerializeType::Json),
@@ -256,6 +278,7 @@ impl SerializeType {
         }
     }
 
+    /// The name RocketMQ uses.
     pub fn name(self) -> &'static str {
         match self {
             SerializeType::Json => "JSON",

@@ -1,7 +1,12 @@
 //! The stream codec: cuts frames off a byte stream and turns them into commands
 //! (docs/protocol.md §2).
+//!
+//! [`RemotingCodec`] works on any byte buffer through its own methods; with the default cargo
+//! feature `tokio-codec` it is also a `tokio_util::codec::Decoder` and
+//! `tokio_util::codec::Encoder`, ready for `Framed`.
 
 use bytes::{Buf, BytesMut};
+#[cfg(feature = "tokio-codec")]
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::command::RemotingCommand;
@@ -17,8 +22,24 @@ enum State {
     Payload(usize),
 }
 
-/// `tokio_util` codec for RocketMQ remoting frames. The frame limit is enforced on the length
-/// field, before any buffer is reserved for the payload.
+/// The codec of RocketMQ remoting frames. The frame limit is enforced on the length field, before
+/// any buffer is reserved for the payload.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use rmq_remoting::{ExtFields, RemotingCodec, RemotingCommand, RequestCode};
+///
+/// let cmd = RemotingCommand::request(RequestCode::GetRouteinfoByTopic, ExtFields::new());
+/// let mut codec = RemotingCodec::new();
+/// let mut wire = BytesMut::new();
+/// codec.encode_command(&cmd, &mut wire).unwrap();
+/// // Bytes arrive in pieces: nothing comes out until the frame is whole.
+/// let mut buf = wire.split_to(5);
+/// assert!(codec.decode_command(&mut buf).unwrap().is_none());
+/// buf.unsplit(wire);
+/// let back = codec.decode_command(&mut buf).unwrap().unwrap();
+/// assert_eq!(back.request_code(), RequestCode::GetRouteinfoByTopic);
+/// ```
 #[derive(Debug, Clone)]
 pub struct RemotingCodec {
     max_frame: usize,
@@ -32,6 +53,7 @@ impl Default for RemotingCodec {
 }
 
 impl RemotingCodec {
+    /// A codec with Java's frame limit, [`DEFAULT_MAX_FRAME`].
     pub fn new() -> Self {
         Self::with_max_frame(DEFAULT_MAX_FRAME)
     }
@@ -44,6 +66,7 @@ impl RemotingCodec {
         }
     }
 
+    /// The largest frame accepted or written, length field included.
     pub fn max_frame(&self) -> usize {
         self.max_frame
     }
@@ -81,22 +104,25 @@ impl RemotingCodec {
         src.reserve(4);
         Ok(Some(payload))
     }
-}
 
-impl Decoder for RemotingCodec {
-    type Item = RemotingCommand;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<RemotingCommand>, CodecError> {
+    /// Cuts the next command off `src`; `None` until a whole frame is there.
+    pub fn decode_command(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<RemotingCommand>, CodecError> {
         match self.decode_payload(src)? {
             Some(payload) => RemotingCommand::decode_frame_payload(payload).map(Some),
             None => Ok(None),
         }
     }
 
-    /// A stream that ends inside a frame lost data: say so instead of reporting a clean close.
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<RemotingCommand>, CodecError> {
-        match self.decode(src)? {
+    /// Like [`decode_command`](Self::decode_command), at the end of the stream: a stream that
+    /// ends inside a frame lost data, which is an error instead of a clean close.
+    pub fn decode_command_eof(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<RemotingCommand>, CodecError> {
+        match self.decode_command(src)? {
             Some(cmd) => Ok(Some(cmd)),
             None if src.is_empty() && matches!(self.state, State::Head) => Ok(None),
             None => Err(CodecError::Io(std::io::Error::new(
@@ -105,21 +131,47 @@ impl Decoder for RemotingCodec {
             ))),
         }
     }
+
+    /// Appends `cmd` as one frame to `dst`; a frame over the limit is refused and `dst` is left
+    /// as it was.
+    pub fn encode_command(
+        &self,
+        cmd: &RemotingCommand,
+        dst: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        cmd.encode_frame(dst, self.max_frame)
+    }
 }
 
+#[cfg(feature = "tokio-codec")]
+impl Decoder for RemotingCodec {
+    type Item = RemotingCommand;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<RemotingCommand>, CodecError> {
+        self.decode_command(src)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<RemotingCommand>, CodecError> {
+        self.decode_command_eof(src)
+    }
+}
+
+#[cfg(feature = "tokio-codec")]
 impl Encoder<RemotingCommand> for RemotingCodec {
     type Error = CodecError;
 
     fn encode(&mut self, item: RemotingCommand, dst: &mut BytesMut) -> Result<(), CodecError> {
-        item.encode_frame(dst, self.max_frame)
+        self.encode_command(&item, dst)
     }
 }
 
+#[cfg(feature = "tokio-codec")]
 impl Encoder<&RemotingCommand> for RemotingCodec {
     type Error = CodecError;
 
     fn encode(&mut self, item: &RemotingCommand, dst: &mut BytesMut) -> Result<(), CodecError> {
-        item.encode_frame(dst, self.max_frame)
+        self.encode_command(item, dst)
     }
 }
 
@@ -144,10 +196,10 @@ mod tests {
         let mut codec = RemotingCodec::new();
         let mut buf = BytesMut::new();
         for chunk in frame.chunks(3) {
-            assert!(buf.is_empty() || codec.decode(&mut buf).unwrap().is_none());
+            assert!(buf.is_empty() || codec.decode_command(&mut buf).unwrap().is_none());
             buf.extend_from_slice(chunk);
         }
-        let cmd = codec.decode(&mut buf).unwrap().unwrap();
+        let cmd = codec.decode_command(&mut buf).unwrap().unwrap();
         assert_eq!(cmd.ext("topic"), Some("TestTopic"));
         assert!(buf.is_empty());
     }
@@ -158,13 +210,13 @@ mod tests {
         let mut buf = BytesMut::from(&[0x00, 0x00, 0x01, 0x00][..]);
         let cap_before = buf.capacity();
         assert!(matches!(
-            codec.decode(&mut buf),
+            codec.decode_command(&mut buf),
             Err(CodecError::FrameTooLarge { len: 260, max: 64 })
         ));
         assert_eq!(buf.capacity(), cap_before);
         let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF][..]);
         assert!(matches!(
-            RemotingCodec::new().decode(&mut buf),
+            RemotingCodec::new().decode_command(&mut buf),
             Err(CodecError::FrameTooShort(-1))
         ));
     }
@@ -174,10 +226,10 @@ mod tests {
         // 16 MiB counting the length field: the largest legal length value is 16 777 212.
         let mut codec = RemotingCodec::new();
         let mut buf = BytesMut::from(&16_777_212u32.to_be_bytes()[..]);
-        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(codec.decode_command(&mut buf).unwrap().is_none());
         let mut codec = RemotingCodec::new();
         let mut buf = BytesMut::from(&16_777_213u32.to_be_bytes()[..]);
-        assert!(codec.decode(&mut buf).is_err());
+        assert!(codec.decode_command(&mut buf).is_err());
     }
 
     #[test]
@@ -187,7 +239,7 @@ mod tests {
         buf.extend_from_slice(&100u32.to_be_bytes());
         buf.extend_from_slice(b"{}{}");
         assert!(matches!(
-            RemotingCodec::new().decode(&mut buf),
+            RemotingCodec::new().decode_command(&mut buf),
             Err(CodecError::BadHeaderLength { .. })
         ));
     }
@@ -199,7 +251,7 @@ mod tests {
         buf.extend_from_slice(&0x0200_0002u32.to_be_bytes());
         buf.extend_from_slice(b"{}");
         assert!(matches!(
-            RemotingCodec::new().decode(&mut buf),
+            RemotingCodec::new().decode_command(&mut buf),
             Err(CodecError::UnknownSerializeType(2))
         ));
     }
@@ -210,20 +262,20 @@ mod tests {
         for cut in [2, 4, 10] {
             let mut codec = RemotingCodec::new();
             let mut buf = BytesMut::from(&frame[..cut]);
-            assert!(codec.decode_eof(&mut buf).is_err(), "cut {cut}");
+            assert!(codec.decode_command_eof(&mut buf).is_err(), "cut {cut}");
         }
         let mut codec = RemotingCodec::new();
         let mut buf = BytesMut::from(&frame[..]);
-        assert!(codec.decode_eof(&mut buf).unwrap().is_some());
-        assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+        assert!(codec.decode_command_eof(&mut buf).unwrap().is_some());
+        assert!(codec.decode_command_eof(&mut buf).unwrap().is_none());
     }
 
     #[test]
     fn encoder_refuses_oversize_frames() {
         let cmd = route_request().with_body(vec![0u8; 100]);
-        let mut codec = RemotingCodec::with_max_frame(64);
+        let codec = RemotingCodec::with_max_frame(64);
         let mut dst = BytesMut::new();
-        assert!(codec.encode(&cmd, &mut dst).is_err());
+        assert!(codec.encode_command(&cmd, &mut dst).is_err());
         assert!(dst.is_empty());
     }
 }

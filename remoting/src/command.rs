@@ -24,14 +24,50 @@ pub const DEFAULT_VERSION: i32 = 409;
 pub const DEFAULT_LANGUAGE: LanguageCode = LanguageCode::Rust;
 
 /// One RocketMQ remoting command: header fields plus an opaque body.
+///
+/// A request with a typed header, encoded as a frame in either header serialization and read
+/// back:
+///
+/// ```
+/// use rmq_remoting::header::{CommandHeader, GetMaxOffsetRequestHeader};
+/// use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
+///
+/// let header = GetMaxOffsetRequestHeader {
+///     topic: "orders".into(),
+///     queue_id: 3,
+///     ..Default::default()
+/// };
+/// let mut request = header.to_request(RequestCode::GetMaxOffset);
+/// request.opaque = 42;
+/// for serialization in [SerializeType::Json, SerializeType::RocketMq] {
+///     let frame = request.clone().with_serialize_type(serialization).to_frame().unwrap();
+///     let decoded = RemotingCommand::from_frame(&frame).unwrap();
+///     assert_eq!(decoded.request_code(), RequestCode::GetMaxOffset);
+///     assert_eq!(decoded.opaque, 42);
+///     assert_eq!(GetMaxOffsetRequestHeader::from_command(&decoded).unwrap(), header);
+/// }
+///
+/// // The broker's answer carries the request's opaque.
+/// let response = RemotingCommand::response(ResponseCode::Success, 42, None);
+/// assert!(response.is_response());
+/// assert_eq!(response.response_code(), ResponseCode::Success);
+///
+/// // Bad input is an error, never a panic.
+/// assert!(RemotingCommand::from_frame(&[0, 0, 0, 9, 1, 2]).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemotingCommand {
     /// Request code for requests, response code for responses.
     pub code: i32,
+    /// The sender's language.
     pub language: LanguageCode,
+    /// The sender's version ordinal (e.g. 4.9.8 = 453).
     pub version: i32,
+    /// Matches a response to its request.
     pub opaque: i32,
+    /// Bit 0: response; bit 1: one-way.
     pub flag: i32,
+    /// Free text, mostly an error's description in responses.
     pub remark: Option<String>,
     /// `None` = member absent; `Some(empty)` = `"extFields":{}` in JSON (some 4.9.8 responses
     /// carry it, docs/protocol.md §4.1). Binary headers cannot tell the two apart.
@@ -42,6 +78,7 @@ pub struct RemotingCommand {
     /// rocketmq-rust broker drops connections without it (docs/protocol.md §19), so new commands
     /// set it.
     pub json_rpc_type_member: bool,
+    /// The body, opaque to the frame.
     pub body: Bytes,
 }
 
@@ -83,32 +120,39 @@ impl RemotingCommand {
         }
     }
 
+    /// The command with `body`.
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
     }
 
+    /// The command with its header written as `t`.
     pub fn with_serialize_type(mut self, t: SerializeType) -> Self {
         self.serialize_type = t;
         self
     }
 
+    /// Whether this is a response (flag bit 0).
     pub fn is_response(&self) -> bool {
         self.flag & FLAG_RESPONSE != 0
     }
 
+    /// Whether this request expects no response (flag bit 1).
     pub fn is_oneway(&self) -> bool {
         self.flag & FLAG_ONEWAY != 0
     }
 
+    /// Marks the request one-way.
     pub fn set_oneway(&mut self) {
         self.flag |= FLAG_ONEWAY;
     }
 
+    /// The code, read as a request code.
     pub fn request_code(&self) -> RequestCode {
         RequestCode::from(self.code)
     }
 
+    /// The code, read as a response code.
     pub fn response_code(&self) -> ResponseCode {
         ResponseCode::from(self.code)
     }
@@ -206,8 +250,7 @@ impl RemotingCommand {
     pub fn from_frame(frame: &[u8]) -> Result<Self, CodecError> {
         let mut codec = crate::codec::RemotingCodec::new();
         let mut buf = BytesMut::from(frame);
-        use tokio_util::codec::Decoder;
-        match codec.decode(&mut buf)? {
+        match codec.decode_command(&mut buf)? {
             Some(cmd) if buf.is_empty() => Ok(cmd),
             Some(_) => Err(CodecError::BadHeaderLength {
                 header: 0,

@@ -7,10 +7,12 @@
 pub struct ExtFields(Vec<(String, String)>);
 
 impl ExtFields {
+    /// An empty map.
     pub fn new() -> Self {
         ExtFields(Vec::new())
     }
 
+    /// An empty map with room for `n` fields.
     pub fn with_capacity(n: usize) -> Self {
         ExtFields(Vec::with_capacity(n))
     }
@@ -40,6 +42,7 @@ impl ExtFields {
         self.0.push((key, value));
     }
 
+    /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let mut last = None;
         self.0.retain(|(k, v)| {
@@ -53,18 +56,22 @@ impl ExtFields {
         last
     }
 
+    /// Whether `key` is present.
     pub fn contains_key(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)
     }
 
+    /// The fields in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The number of fields.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there is no field.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -74,6 +81,7 @@ impl ExtFields {
         self.0.iter().map(|(k, _)| k.as_str())
     }
 
+    /// The fields as pairs, in order.
     pub fn into_inner(self) -> Vec<(String, String)> {
         self.0
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `rmq-remoting`: Apache RocketMQ's TCP remoting protocol as a sans-IO codec.
 //!
 //! Frames and both header serializations ([`RemotingCommand`], [`RemotingCodec`]), request and

@@ -8,15 +8,18 @@ macro_rules! java_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $ord:expr => $lit:literal),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant,)* }
+        pub enum $name { $(#[doc = concat!("`", $lit, "` (ordinal ", stringify!($ord), ")")] $variant,)* }
 
         impl $name {
+            /// The Java name, as fastjson writes it.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $lit,)* }
             }
+            /// The variant of a Java name.
             pub fn from_name(s: &str) -> Option<Self> {
                 match s { $($lit => Some($name::$variant),)* _ => None }
             }
+            /// The variant of a Java ordinal, as the C++ clients write it.
             pub fn from_ordinal(n: i64) -> Option<Self> {
                 match n { $($ord => Some($name::$variant),)* _ => None }
             }
@@ -63,6 +66,7 @@ java_enum! {
 }
 
 java_enum! {
+    /// Whether a group shares the queues (clustering) or every consumer gets everything.
     MessageModel {
         Broadcasting = 0 => "BROADCASTING",
         Clustering = 1 => "CLUSTERING",
@@ -70,6 +74,7 @@ java_enum! {
 }
 
 java_enum! {
+    /// Where a group without a committed offset starts.
     ConsumeFromWhere {
         LastOffset = 0 => "CONSUME_FROM_LAST_OFFSET",
         LastOffsetAndFromMinWhenBootFirst = 1 => "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",

@@ -38,9 +38,13 @@ pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Queue permission bits (docs/protocol.md §10.1).
 pub mod perm {
+    /// The queue's messages may be prioritized.
     pub const PRIORITY: i32 = 8;
+    /// The queues may be read.
     pub const READ: i32 = 4;
+    /// The queues may be written.
     pub const WRITE: i32 = 2;
+    /// The topic inherits the broker's permissions.
     pub const INHERIT: i32 = 1;
 }
 
@@ -48,12 +52,16 @@ pub mod perm {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicRouteData {
+    /// Brokers serving the topic.
     #[serde(default)]
     pub broker_datas: Vec<BrokerData>,
+    /// Filter servers per broker address (legacy).
     #[serde(default)]
     pub filter_server_table: BTreeMap<String, Vec<String>>,
+    /// `broker:queues;...` for ordered topics; overrides `queue_datas` for sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_topic_conf: Option<String>,
+    /// Queues per broker.
     #[serde(default)]
     pub queue_datas: Vec<QueueData>,
     /// 5.x static-topic mapping; kept opaque.
@@ -61,49 +69,64 @@ pub struct TopicRouteData {
     pub topic_queue_mapping_by_broker: Option<serde_json::Value>,
 }
 
+/// A broker set (one name, a master and its slaves) as routes and cluster info describe it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerData {
     /// Broker id -> address; id 0 is the master.
     #[serde(default)]
     pub broker_addrs: BTreeMap<i64, String>,
+    /// The broker name shared by master and slaves.
     #[serde(default)]
     pub broker_name: String,
+    /// The cluster the broker belongs to.
     #[serde(default)]
     pub cluster: String,
+    /// 5.x: a slave acts as master while the master is down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_acting_master: Option<bool>,
+    /// 5.x: the broker's zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_name: Option<String>,
 }
 
 impl BrokerData {
+    /// The broker id of a master.
     pub const MASTER_ID: i64 = 0;
 
+    /// The master's address, if the broker set has one.
     pub fn master_addr(&self) -> Option<&str> {
         self.broker_addrs.get(&Self::MASTER_ID).map(String::as_str)
     }
 }
 
+/// The queues one broker hosts for a topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueData {
+    /// The broker hosting the queues.
     #[serde(default)]
     pub broker_name: String,
+    /// Permission bits ([`perm`]).
     #[serde(default)]
     pub perm: i32,
+    /// Queues consumers read.
     #[serde(default)]
     pub read_queue_nums: i32,
+    /// Topic system flags (unit mode bits).
     #[serde(default)]
     pub topic_sys_flag: i32,
+    /// Queues producers write.
     #[serde(default)]
     pub write_queue_nums: i32,
 }
 
 impl QueueData {
+    /// Whether the queues may be read.
     pub fn readable(&self) -> bool {
         self.perm & perm::READ != 0
     }
+    /// Whether the queues may be written.
     pub fn writable(&self) -> bool {
         self.perm & perm::WRITE != 0
     }
@@ -113,8 +136,10 @@ impl QueueData {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterInfo {
+    /// Broker sets by name.
     #[serde(default)]
     pub broker_addr_table: BTreeMap<String, BrokerData>,
+    /// Broker names per cluster.
     #[serde(default)]
     pub cluster_addr_table: BTreeMap<String, Vec<String>>,
 }
@@ -123,51 +148,73 @@ pub struct ClusterInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatData {
+    /// `ip@instance` of the client.
     #[serde(rename = "clientID")]
     pub client_id: String,
+    /// Consumer groups of the client.
     #[serde(default)]
     pub consumer_data_set: Vec<ConsumerData>,
+    /// 5.x: lets the broker skip unchanged heartbeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_fingerprint: Option<i32>,
+    /// Producer groups of the client.
     #[serde(default)]
     pub producer_data_set: Vec<ProducerData>,
+    /// 5.x: the consumer data carries no subscriptions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub without_sub: Option<bool>,
 }
 
+/// A producer group in a heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProducerData {
+    /// The group's name.
     pub group_name: String,
 }
 
+/// A consumer group in a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerData {
+    /// Where a group without offsets starts.
     pub consume_from_where: ConsumeFromWhere,
+    /// Pull (actively) or push (passively).
     pub consume_type: ConsumeType,
+    /// The group's name.
     pub group_name: String,
+    /// Clustering or broadcasting.
     pub message_model: MessageModel,
+    /// What the group subscribes to.
     #[serde(default)]
     pub subscription_data_set: Vec<SubscriptionData>,
+    /// Unit mode (for cross-unit topics).
     #[serde(default)]
     pub unit_mode: bool,
 }
 
+/// A subscription of a consumer group to one topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionData {
+    /// Class filter mode (legacy).
     #[serde(default)]
     pub class_filter_mode: bool,
+    /// Hash codes of `tags_set`, which the broker filters with.
     #[serde(default)]
     pub code_set: Vec<i32>,
+    /// `TAG` or `SQL92`.
     #[serde(default = "default_expression_type")]
     pub expression_type: String,
+    /// The expression as written (`*`, `A || B`).
     pub sub_string: String,
+    /// The subscription's version (a timestamp).
     #[serde(deserialize_with = "enums::de_lenient_i64")]
     pub sub_version: i64,
+    /// The tags of the expression.
     #[serde(default)]
     pub tags_set: Vec<String>,
+    /// The topic.
     pub topic: String,
 }
 
@@ -199,12 +246,16 @@ impl SubscriptionData {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageQueue {
+    /// The broker hosting the queue.
     pub broker_name: String,
+    /// The queue's number on that broker.
     pub queue_id: i32,
+    /// The topic.
     pub topic: String,
 }
 
 impl MessageQueue {
+    /// The queue `queue_id` of `topic` on `broker_name`.
     pub fn new(topic: impl Into<String>, broker_name: impl Into<String>, queue_id: i32) -> Self {
         MessageQueue {
             broker_name: broker_name.into(),
@@ -218,19 +269,25 @@ impl MessageQueue {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockBatchRequestBody {
+    /// The client taking or giving back the locks.
     pub client_id: String,
+    /// The consumer group.
     pub consumer_group: String,
+    /// The queues.
     #[serde(default)]
     pub mq_set: Vec<MessageQueue>,
+    /// Lock on this broker only (5.x); rocketmq-rust 1.0 needs the member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_this_broker: Option<bool>,
 }
 
+/// UNLOCK_BATCH_MQ's body has the shape of LOCK_BATCH_MQ's.
 pub type UnlockBatchRequestBody = LockBatchRequestBody;
 
 /// LOCK_BATCH_MQ response: the requested queues now held by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockBatchResponseBody {
+    /// The queues the broker locked for the client.
     #[serde(rename = "lockOKMQSet", default)]
     pub lock_ok_mq_set: Vec<MessageQueue>,
 }
@@ -239,6 +296,7 @@ pub struct LockBatchResponseBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerListBody {
+    /// Client ids of the group's consumers.
     #[serde(default)]
     pub consumer_id_list: Vec<String>,
 }
@@ -247,8 +305,10 @@ pub struct ConsumerListBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicList {
+    /// The broker answering, when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_addr: Option<String>,
+    /// The topics.
     #[serde(default)]
     pub topic_list: Vec<String>,
 }

@@ -6,6 +6,7 @@
 //! the Java decoder where real peers depend on it: unknown keys (e.g. the `ReqT` a pull consumer's
 //! hook adds) are ignored, and booleans may also be `0`/`1`, as rocketmq-client-cpp sends them.
 
+use crate::code::RequestCode;
 use crate::command::RemotingCommand;
 use crate::error::HeaderError;
 use crate::ext_fields::ExtFields;
@@ -23,6 +24,24 @@ pub trait CommandHeader: Sized {
         let mut ext = ExtFields::with_capacity(16);
         self.write_to(&mut ext);
         ext
+    }
+
+    /// A request of `code` carrying this header, ready for a body and an opaque.
+    ///
+    /// ```
+    /// use rmq_remoting::header::{CommandHeader, GetRouteInfoRequestHeader};
+    /// use rmq_remoting::RequestCode;
+    ///
+    /// let header = GetRouteInfoRequestHeader {
+    ///     topic: "orders".into(),
+    ///     accept_standard_json_only: None,
+    /// };
+    /// let cmd = header.to_request(RequestCode::GetRouteinfoByTopic);
+    /// assert_eq!(cmd.ext("topic"), Some("orders"));
+    /// assert_eq!(GetRouteInfoRequestHeader::from_command(&cmd).unwrap(), header);
+    /// ```
+    fn to_request(&self, code: RequestCode) -> RemotingCommand {
+        RemotingCommand::request(code, self.to_ext_fields())
     }
 
     /// Reads the header of `cmd`; a command without `extFields` reads like an empty map.
@@ -60,7 +79,12 @@ macro_rules! command_header {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Default)]
         pub struct $name {
-            $( $(#[$fmeta])* pub $field: $ty, )*
+            $(
+                $(#[$fmeta])*
+                #[doc = ""]
+                #[doc = concat!("Wire key `", $key, "`.")]
+                pub $field: $ty,
+            )*
         }
 
         impl $crate::header::CommandHeader for $name {

@@ -103,6 +103,8 @@ command_header! {
 impl EndTransactionRequestHeader {
     /// `commitOrRollback`: the local transaction state is not known yet.
     pub const UNKNOWN: i32 = 0;
+    /// End a transaction by committing its half message.
     pub const COMMIT: i32 = 8;
+    /// End a transaction by rolling its half message back.
     pub const ROLLBACK: i32 = 12;
 }

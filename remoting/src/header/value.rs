@@ -100,6 +100,7 @@ pub enum BoundaryType {
 }
 
 impl BoundaryType {
+    /// The name on the wire.
     pub fn name(self) -> &'static str {
         match self {
             BoundaryType::Lower => "LOWER",
@@ -132,12 +133,15 @@ impl Value for BoundaryType {
 /// How a topic's tags are filtered (`TopicFilterType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TopicFilterType {
+    /// One tag per message.
     #[default]
     SingleTag,
+    /// Several tags per message.
     MultiTag,
 }
 
 impl TopicFilterType {
+    /// The name on the wire.
     pub fn name(self) -> &'static str {
         match self {
             TopicFilterType::SingleTag => "SINGLE_TAG",

@@ -9,15 +9,20 @@ use crate::message::properties::Properties;
 /// One message of a batch body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchItem {
+    /// The application flag.
     pub flag: i32,
+    /// The body.
     pub body: Bytes,
+    /// The properties.
     pub properties: Properties,
     /// As found on the wire when decoding (Java writes 0; the broker ignores both).
     pub magic: i32,
+    /// CRC32 of the body (brokers check it on 5.x).
     pub body_crc: i32,
 }
 
 impl BatchItem {
+    /// An item whose body CRC is computed here.
     pub fn new(flag: i32, body: impl Into<Bytes>, properties: Properties) -> Self {
         BatchItem {
             flag,

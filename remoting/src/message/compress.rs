@@ -13,8 +13,11 @@ use crate::message::sys_flag;
 /// Compression algorithm named by sysFlag bits 8-10.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompressionType {
+    /// zlib (what Java clients write).
     Zlib,
+    /// LZ4 frames.
     Lz4,
+    /// Zstandard.
     Zstd,
 }
 

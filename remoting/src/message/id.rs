@@ -29,11 +29,14 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
 /// hex (32 characters for IPv4, 56 for IPv6). It tells where to send VIEW_MESSAGE_BY_ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OffsetMsgId {
+    /// The broker that stored the message.
     pub store_host: SocketAddr,
+    /// Where in the broker's commit log.
     pub commit_log_offset: i64,
 }
 
 impl OffsetMsgId {
+    /// The 32 hex digits (40 for IPv6 hosts).
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(56);
         match self.store_host.ip() {
@@ -45,6 +48,7 @@ impl OffsetMsgId {
         s
     }
 
+    /// Reads an id made by `encode` or by a broker.
     pub fn decode(id: &str) -> Result<Self, MessageError> {
         let bad = || MessageError::BadMessageId(id.chars().take(80).collect());
         let bytes = parse_hex(id).ok_or_else(bad)?;
@@ -86,6 +90,7 @@ pub struct UniqIdGenerator {
 }
 
 impl UniqIdGenerator {
+    /// A generator for this host, process and random part (Java uses the class loader's hash).
     pub fn new(ip: IpAddr, pid: u32, random: i32) -> Self {
         let mut prefix = String::with_capacity(56);
         match ip {

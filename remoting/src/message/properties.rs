@@ -2,31 +2,54 @@
 
 use crate::error::MessageError;
 
+/// Between a name and its value.
 pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
+/// After each name=value pair.
 pub const PROPERTY_SEPARATOR: char = '\u{2}';
 
 /// Property keys the protocol gives a meaning (docs/protocol.md §11.6).
 pub mod keys {
+    /// Business keys, space separated.
     pub const KEYS: &str = "KEYS";
+    /// The tag(s).
     pub const TAGS: &str = "TAGS";
+    /// Whether the producer waits for the store.
     pub const WAIT: &str = "WAIT";
+    /// The delay level.
     pub const DELAY: &str = "DELAY";
+    /// The client's unique message id.
     pub const UNIQ_KEY: &str = "UNIQ_KEY";
+    /// The original topic of a retried message.
     pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    /// The original topic of a scheduled or transactional message.
     pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    /// The original queue id of a scheduled message.
     pub const REAL_QID: &str = "REAL_QID";
+    /// Marks a transactional message.
     pub const TRAN_MSG: &str = "TRAN_MSG";
+    /// The producer group of a transactional message.
     pub const PGROUP: &str = "PGROUP";
+    /// The first id of a retried message.
     pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    /// How often the message was consumed again.
     pub const RECONSUME_TIME: &str = "RECONSUME_TIME";
+    /// Retries before the DLQ.
     pub const MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
+    /// The cluster of a message (trace).
     pub const CLUSTER: &str = "CLUSTER";
+    /// Deliver at this time (ms since the epoch; 5.x).
     pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    /// Deliver after this many seconds (5.x).
     pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    /// Deliver after this many milliseconds (5.x).
     pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    /// Messages in an inner batch.
     pub const INNER_NUM: &str = "INNER_NUM";
+    /// The queue offset of an inner batch's first message.
     pub const INNER_BASE: &str = "INNER_BASE";
+    /// The region the message was sent in.
     pub const MSG_REGION: &str = "MSG_REGION";
+    /// Whether message tracing is on.
     pub const TRACE_ON: &str = "TRACE_ON";
 }
 
@@ -37,10 +60,12 @@ pub mod keys {
 pub struct Properties(Vec<(String, String)>);
 
 impl Properties {
+    /// No properties.
     pub fn new() -> Self {
         Properties(Vec::new())
     }
 
+    /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
@@ -70,20 +95,24 @@ impl Properties {
         }
     }
 
+    /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let last = self.get(key).map(str::to_owned);
         self.0.retain(|(k, _)| k != key);
         last
     }
 
+    /// The properties in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The number of properties.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there is none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

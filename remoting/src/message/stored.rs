@@ -11,7 +11,9 @@ use crate::message::id::OffsetMsgId;
 use crate::message::properties::{keys, Properties};
 use crate::message::{batch, sys_flag};
 
+/// The magic code of V1 records (4-byte topic length is V2).
 pub const MAGIC_V1: i32 = 0xDAA3_20A7_u32 as i32;
+/// The magic code of V2 records (2-byte topic length).
 pub const MAGIC_V2: i32 = 0xDAA3_20AB_u32 as i32;
 /// End-of-file padding record in the commit log; never sent to clients.
 pub const MAGIC_BLANK: i32 = 0xCBD4_3194_u32 as i32;
@@ -19,12 +21,15 @@ pub const MAGIC_BLANK: i32 = 0xCBD4_3194_u32 as i32;
 /// Which record layout: v2 has a 2-byte topic length (5.x, topics over 127 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MessageVersion {
+    /// One-byte topic length.
     #[default]
     V1,
+    /// Two-byte topic length.
     V2,
 }
 
 impl MessageVersion {
+    /// The record's magic code.
     pub fn magic(self) -> i32 {
         match self {
             MessageVersion::V1 => MAGIC_V1,
@@ -36,22 +41,37 @@ impl MessageVersion {
 /// A message as the broker stored it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageExt {
+    /// The record's size in bytes.
     pub store_size: i32,
+    /// The record format.
     pub version: MessageVersion,
+    /// CRC32 of the body as stored.
     pub body_crc: i32,
+    /// The queue's number on its broker.
     pub queue_id: i32,
+    /// The application flag.
     pub flag: i32,
+    /// The offset in the queue.
     pub queue_offset: i64,
+    /// Where in the broker's commit log.
     pub commit_log_offset: i64,
     /// As stored: the compressed bit stays set even though `body` is inflated.
     pub sys_flag: i32,
+    /// When the producer created it (ms).
     pub born_timestamp: i64,
+    /// The producer's address.
     pub born_host: SocketAddr,
+    /// When the broker stored it (ms).
     pub store_timestamp: i64,
+    /// The broker's address.
     pub store_host: SocketAddr,
+    /// How often it was consumed again.
     pub reconsume_times: i32,
+    /// The half message of a transaction.
     pub prepared_transaction_offset: i64,
+    /// The topic.
     pub topic: String,
+    /// The properties.
     pub properties: Properties,
     /// The application body, inflated if it was stored compressed.
     pub body: Bytes,
@@ -78,6 +98,7 @@ impl MessageExt {
         }
     }
 
+    /// The `TAGS` property.
     pub fn tags(&self) -> Option<&str> {
         self.properties.get(keys::TAGS)
     }
@@ -91,6 +112,7 @@ impl MessageExt {
             .filter(|k| !k.is_empty())
     }
 
+    /// Whether the stored body is compressed.
     pub fn is_compressed(&self) -> bool {
         self.sys_flag & sys_flag::COMPRESSED != 0
     }
@@ -129,6 +151,7 @@ pub fn decode_messages(body: &Bytes) -> Result<Vec<MessageExt>, MessageError> {
     decode_messages_with(body, DecodeOptions::default())
 }
 
+/// Decodes the records of a pull response body with explicit limits.
 pub fn decode_messages_with(
     body: &Bytes,
     opts: DecodeOptions,

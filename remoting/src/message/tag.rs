@@ -10,11 +10,14 @@ pub fn java_string_hash(s: &str) -> i32 {
 /// A parsed TAG subscription expression: `*` / empty = all, else tags separated by `||`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagFilter {
+    /// Every message (`*` or empty).
     All,
+    /// Messages with one of these tags.
     Tags(Vec<String>),
 }
 
 impl TagFilter {
+    /// Reads `*`, `A`, `A || B`.
     pub fn parse(expr: &str) -> Self {
         let expr = expr.trim();
         if expr.is_empty() || expr == "*" {

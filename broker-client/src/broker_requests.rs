@@ -1,5 +1,6 @@
-//! Consumer primitives on `MQClient`: pull, offsets, consumer lists, queue locks, send-back,
-//! view and query. The gateway's lock table and the high-level pull consumer build on these.
+//! Every request `MQClient` sends to brokers: heartbeats and unregistration, pull, offsets,
+//! consumer lists, queue locks, send-back, view and query. The producer's sends live with the
+//! producer; the gateway's lock table and the high-level pull consumer build on these.
 
 use std::time::Duration;
 
@@ -12,11 +13,13 @@ use rmq_remoting::header::{
     GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
     GetMinOffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
     QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader, QueryMessageRequestHeader,
-    SearchOffsetRequestHeader, SearchOffsetResponseHeader, UpdateConsumerOffsetRequestHeader,
-    ViewMessageRequestHeader,
+    SearchOffsetRequestHeader, SearchOffsetResponseHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rmq_remoting::message::{self, keys, MessageExt, OffsetMsgId, TagFilter};
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+
+use tracing::warn;
 
 use crate::client::MQClient;
 use crate::error::{ClientError, Result};
@@ -24,6 +27,7 @@ use crate::remoting_client::expect_code;
 
 /// How a pull ended (docs/protocol.md §12.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PullStatus {
     /// Messages found (possibly all filtered out client-side).
     Found,
@@ -35,12 +39,18 @@ pub enum PullStatus {
     OffsetIllegal,
 }
 
+/// What one pull brought back.
 #[derive(Debug, Clone)]
 pub struct PullResult {
+    /// How the pull ended.
     pub status: PullStatus,
+    /// Where the next pull of this queue starts.
     pub next_begin_offset: i64,
+    /// The queue's smallest offset still stored.
     pub min_offset: i64,
+    /// One past the queue's last offset.
     pub max_offset: i64,
+    /// The broker id (0 = master) the broker suggests pulling from next.
     pub suggest_which_broker_id: i64,
     /// Decoded messages that passed the client-side tag re-check.
     pub messages: Vec<MessageExt>,
@@ -49,8 +59,11 @@ pub struct PullResult {
 /// One pull of one queue.
 #[derive(Debug, Clone)]
 pub struct PullRequest {
+    /// The consumer group pulling.
     pub group: String,
+    /// The queue offset to pull from.
     pub offset: i64,
+    /// At most this many messages (the broker caps it too).
     pub max_msgs: i32,
     /// TAG expression (`*`, `A || B`).
     pub expression: String,
@@ -61,6 +74,7 @@ pub struct PullRequest {
 }
 
 impl PullRequest {
+    /// A pull of up to 32 messages of any tag from `offset`, without long polling.
     pub fn new(group: impl Into<String>, offset: i64) -> Self {
         PullRequest {
             group: group.into(),
@@ -73,9 +87,22 @@ impl PullRequest {
     }
 }
 
-/// A request carrying a typed header.
-pub(crate) fn request<H: CommandHeader>(code: RequestCode, header: &H) -> RemotingCommand {
-    RemotingCommand::request(code, header.to_ext_fields())
+/// How the broker is asked to look a message up in `query_message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageKey<'a> {
+    /// A business key the producer set (`Message::keys`).
+    Key(&'a str),
+    /// The client's unique message id (`UNIQ_KEY`, `SendResult::msg_id`).
+    UniqId(&'a str),
+}
+
+impl MessageKey<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            MessageKey::Key(k) | MessageKey::UniqId(k) => k,
+        }
+    }
 }
 
 /// LOCK_BATCH_MQ and UNLOCK_BATCH_MQ share one body shape.
@@ -100,6 +127,46 @@ fn lock_request(
 const LONG_POLL_SLACK: Duration = Duration::from_secs(10);
 
 impl MQClient {
+    /// HEART_BEAT to one broker; returns the broker's version ordinal.
+    pub async fn heartbeat(&self, addr: &str) -> Result<i32> {
+        let cmd = RemotingCommand::request(RequestCode::HeartBeat, ExtFields::new())
+            .with_body(body::to_json(&self.heartbeat_data()));
+        let resp = self.invoke_broker(addr, cmd, None).await?;
+        let resp = expect_code(addr, resp, &[ResponseCode::Success])?;
+        Ok(resp.version)
+    }
+
+    /// HEART_BEAT to every known master. Errors are logged; the first one is returned after
+    /// every broker was tried.
+    pub async fn heartbeat_all(&self) -> Result<()> {
+        if !self.has_groups() {
+            return Ok(());
+        }
+        let mut first_err = None;
+        for addr in self.known_masters() {
+            if let Err(e) = self.heartbeat(&addr).await {
+                warn!(broker = %addr, error = %e, "heartbeat failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// UNREGISTER_CLIENT for a group on every known master (best effort).
+    pub async fn unregister(&self, producer_group: Option<&str>, consumer_group: Option<&str>) {
+        for addr in self.known_masters() {
+            let header = UnregisterClientRequestHeader {
+                client_id: self.client_id(),
+                producer_group: producer_group.map(str::to_owned),
+                consumer_group: consumer_group.map(str::to_owned),
+            };
+            let cmd = header.to_request(RequestCode::UnregisterClient);
+            if let Err(e) = self.invoke_broker(&addr, cmd, None).await {
+                warn!(broker = %addr, error = %e, "unregister failed");
+            }
+        }
+    }
+
     /// The master address of the broker that hosts `mq`.
     pub async fn broker_addr_for(&self, mq: &MessageQueue) -> Result<String> {
         if let Some(a) = self.master_addr(&mq.broker_name) {
@@ -140,7 +207,7 @@ impl MQClient {
             bname: Some(mq.broker_name.clone()),
             ..Default::default()
         };
-        let cmd = request(RequestCode::PullMessage, &header);
+        let cmd = header.to_request(RequestCode::PullMessage);
         let timeout = if req.suspend.is_some() {
             suspend + LONG_POLL_SLACK
         } else {
@@ -195,7 +262,7 @@ impl MQClient {
             set_zero_if_not_found: None,
             bname: Some(mq.broker_name.clone()),
         };
-        let cmd = request(RequestCode::QueryConsumerOffset, &header);
+        let cmd = header.to_request(RequestCode::QueryConsumerOffset);
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         match resp.response_code() {
             ResponseCode::Success => Ok(Some(
@@ -210,14 +277,36 @@ impl MQClient {
         }
     }
 
-    /// Commits `offset` (the next offset to consume) for the group.
+    /// Commits `offset` (the next offset to consume) for the group and waits for the broker to
+    /// confirm it.
     pub async fn update_consumer_offset(
         &self,
         group: &str,
         mq: &MessageQueue,
         offset: i64,
-        oneway: bool,
     ) -> Result<()> {
+        let (addr, cmd) = self.offset_update(group, mq, offset).await?;
+        let resp = self.invoke_broker(&addr, cmd, None).await?;
+        expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
+    }
+
+    /// Commits `offset` one-way: nothing comes back, so a refusal goes unnoticed.
+    pub async fn update_consumer_offset_oneway(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        offset: i64,
+    ) -> Result<()> {
+        let (addr, cmd) = self.offset_update(group, mq, offset).await?;
+        self.invoke_broker_oneway(&addr, cmd).await
+    }
+
+    async fn offset_update(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        offset: i64,
+    ) -> Result<(String, RemotingCommand)> {
         let addr = self.broker_addr_for(mq).await?;
         let header = UpdateConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
@@ -226,12 +315,7 @@ impl MQClient {
             commit_offset: offset,
             bname: Some(mq.broker_name.clone()),
         };
-        let cmd = request(RequestCode::UpdateConsumerOffset, &header);
-        if oneway {
-            return self.invoke_broker_oneway(&addr, cmd).await;
-        }
-        let resp = self.invoke_broker(&addr, cmd, None).await?;
-        expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
+        Ok((addr, header.to_request(RequestCode::UpdateConsumerOffset)))
     }
 
     async fn offset_request<Req: CommandHeader, Resp: CommandHeader>(
@@ -242,7 +326,7 @@ impl MQClient {
     ) -> Result<Resp> {
         let addr = self.broker_addr_for(mq).await?;
         let resp = self
-            .invoke_broker(&addr, request(code, header), None)
+            .invoke_broker(&addr, header.to_request(code), None)
             .await?;
         let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
         Ok(Resp::from_command(&resp)?)
@@ -262,6 +346,7 @@ impl MQClient {
         Ok(r.offset)
     }
 
+    /// The smallest offset of the queue still stored.
     pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
         let h = GetMinOffsetRequestHeader {
             topic: mq.topic.clone(),
@@ -289,6 +374,7 @@ impl MQClient {
         Ok(r.offset)
     }
 
+    /// The store time (ms since the epoch) of the queue's oldest message.
     pub async fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<i64> {
         let h = GetEarliestMsgStoretimeRequestHeader {
             topic: mq.topic.clone(),
@@ -307,7 +393,7 @@ impl MQClient {
         let header = GetConsumerListByGroupRequestHeader {
             consumer_group: group.to_owned(),
         };
-        let cmd = request(RequestCode::GetConsumerListByGroup, &header);
+        let cmd = header.to_request(RequestCode::GetConsumerListByGroup);
         let resp = self.invoke_broker(broker_addr, cmd, None).await?;
         match resp.response_code() {
             ResponseCode::Success => {
@@ -364,25 +450,21 @@ impl MQClient {
         client_id: &str,
         broker_name: &str,
         mqs: &[MessageQueue],
-        oneway: bool,
     ) -> Result<()> {
         let addr = self.master_for_broker(broker_name, mqs).await?;
         let cmd = lock_request(RequestCode::UnlockBatchMq, group, client_id, mqs);
-        if oneway {
-            return self.invoke_broker_oneway(&addr, cmd).await;
-        }
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
     }
 
+    /// UNLOCK_BATCH_MQ of queues this client locked.
     pub async fn unlock_batch(
         &self,
         group: &str,
         broker_name: &str,
         mqs: &[MessageQueue],
-        oneway: bool,
     ) -> Result<()> {
-        self.unlock_batch_as(group, &self.client_id(), broker_name, mqs, oneway)
+        self.unlock_batch_as(group, &self.client_id(), broker_name, mqs)
             .await
     }
 
@@ -421,7 +503,7 @@ impl MQClient {
             max_reconsume_times: Some(max_reconsume_times),
             bname: broker_name.map(str::to_owned),
         };
-        let cmd = request(RequestCode::ConsumerSendMsgBack, &header);
+        let cmd = header.to_request(RequestCode::ConsumerSendMsgBack);
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         expect_code(&addr, resp, &[ResponseCode::Success]).map(|_| ())
     }
@@ -434,7 +516,7 @@ impl MQClient {
             offset: id.commit_log_offset,
             topic: None,
         };
-        let cmd = request(RequestCode::ViewMessageById, &header);
+        let cmd = header.to_request(RequestCode::ViewMessageById);
         let resp = self.invoke_broker(&addr, cmd, None).await?;
         let resp = expect_code(&addr, resp, &[ResponseCode::Success])?;
         message::decode_messages(&resp.body)?
@@ -443,17 +525,19 @@ impl MQClient {
             .ok_or_else(|| ClientError::InvalidArgument(format!("no message at {offset_msg_id}")))
     }
 
-    /// QUERY_MESSAGE by key (or by `UNIQ_KEY` when `unique`) on every master of the topic,
-    /// filtered client-side as the index is hash based (docs/protocol.md §9.6).
+    /// QUERY_MESSAGE by business key or unique id on every master of the topic, filtered
+    /// client-side as the index is hash based (docs/protocol.md §9.6). Store times in ms since
+    /// the epoch.
     pub async fn query_message(
         &self,
         topic: &str,
-        key: &str,
-        unique: bool,
+        key: MessageKey<'_>,
         max: i32,
         begin_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<MessageExt>> {
+        let unique = matches!(key, MessageKey::UniqId(_));
+        let key = key.as_str();
         let route = self.route(topic).await?;
         let mut out = Vec::new();
         let masters = route.master_addrs();
@@ -466,7 +550,7 @@ impl MQClient {
                 end_timestamp: end_ms,
                 unique_key_query: unique,
             };
-            let cmd = request(RequestCode::QueryMessage, &header);
+            let cmd = header.to_request(RequestCode::QueryMessage);
             let resp = self.invoke_broker(addr, cmd, None).await?;
             match resp.response_code() {
                 ResponseCode::Success => {
