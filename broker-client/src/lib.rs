@@ -4,6 +4,7 @@
 //! [`remoting_client::RemotingClient`] (a pool, one connection per address, with ACL signing),
 //! [`route`] (name servers with failover, topic routes turned into queues).
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod connection;
