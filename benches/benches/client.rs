@@ -1,6 +1,8 @@
 //! Client throughput against the real broker (`RMQ_NAMESRV`): sync sends with 1 and 8 tasks,
 //! 256 sends in flight, batches of 16, and pulls; 1 KiB bodies. Prints msg/s, p50/p99 latency
-//! and each mode's ratio to the single-task sync run of the same invocation. Nothing is
+//! each mode's ratio to the single-task sync run of the same invocation, and the CPU time the
+//! benchmark process spent per message in that mode (getrusage user + sys over the run, as
+//! `rmq bench` reports it), which stays comparable on a shared machine. Nothing is
 //! asserted. `BENCH_QUICK=1` runs a few hundred messages per mode (CI: keep it compiling and
 //! working); the default is a few thousand.
 //!
@@ -19,11 +21,27 @@ struct Report {
     msgs: usize,
     elapsed: Duration,
     lat: Vec<Duration>,
+    /// CPU time (user + sys) of this process during the run.
+    cpu: Duration,
+}
+
+/// User + system CPU time of this process so far (getrusage(RUSAGE_SELF)).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 impl Report {
     fn rate(&self) -> f64 {
         self.msgs as f64 / self.elapsed.as_secs_f64()
+    }
+    fn cpu_us_per_msg(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.msgs.max(1) as f64
     }
     fn pct(&self, p: f64) -> Duration {
         if self.lat.is_empty() {
@@ -86,23 +104,28 @@ async fn main() {
     }
     let mut reports = Vec::new();
 
+    let cpu0 = cpu_time();
     let (elapsed, lat) = sync_sends(&producer, &topic, n, 1, &body).await;
     reports.push(Report {
         mode: "sync, 1 task",
         msgs: n,
         elapsed,
         lat,
+        cpu: cpu_time() - cpu0,
     });
+    let cpu0 = cpu_time();
     let (elapsed, lat) = sync_sends(&producer, &topic, n, 8, &body).await;
     reports.push(Report {
         mode: "sync, 8 tasks",
         msgs: n,
         elapsed,
         lat,
+        cpu: cpu_time() - cpu0,
     });
 
     // 256 sends in flight on the one connection.
     let sem = Arc::new(Semaphore::new(256));
+    let cpu0 = cpu_time();
     let start = Instant::now();
     let mut handles = Vec::with_capacity(n * 4);
     for _ in 0..n * 4 {
@@ -125,10 +148,12 @@ async fn main() {
         msgs: n * 4,
         elapsed: start.elapsed(),
         lat,
+        cpu: cpu_time() - cpu0,
     });
 
     // Batches of 16.
     let batches = n / 16;
+    let cpu0 = cpu_time();
     let start = Instant::now();
     let mut lat = Vec::with_capacity(batches);
     for _ in 0..batches {
@@ -147,10 +172,12 @@ async fn main() {
         msgs: batches * 16,
         elapsed: start.elapsed(),
         lat,
+        cpu: cpu_time() - cpu0,
     });
 
     // Pull everything back, 32 per request, queue after queue.
     let route = client.route(&topic).await.unwrap();
+    let cpu0 = cpu_time();
     let start = Instant::now();
     let mut pulled = 0;
     let mut lat = Vec::new();
@@ -175,6 +202,7 @@ async fn main() {
         msgs: pulled,
         elapsed: start.elapsed(),
         lat,
+        cpu: cpu_time() - cpu0,
     });
 
     let base = reports[0].rate();
@@ -183,18 +211,19 @@ async fn main() {
         if quick { " (quick)" } else { "" }
     );
     println!(
-        "{:<42} {:>8} {:>10} {:>9} {:>9} {:>8}",
-        "mode", "msgs", "msg/s", "p50 ms", "p99 ms", "x sync1"
+        "{:<42} {:>8} {:>10} {:>9} {:>9} {:>8} {:>11}",
+        "mode", "msgs", "msg/s", "p50 ms", "p99 ms", "x sync1", "cpu us/msg"
     );
     for r in &reports {
         println!(
-            "{:<42} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>8.2}",
+            "{:<42} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>8.2} {:>11.1}",
             r.mode,
             r.msgs,
             r.rate(),
             r.pct(0.50).as_secs_f64() * 1e3,
             r.pct(0.99).as_secs_f64() * 1e3,
-            r.rate() / base
+            r.rate() / base,
+            r.cpu_us_per_msg()
         );
     }
     client.shutdown().await;

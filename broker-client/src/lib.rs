@@ -27,6 +27,7 @@
 //! Every async method is cancel safe: a dropped future leaves nothing behind in the client (see
 //! [`MQClient`] for what that means for the broker).
 
+pub mod admin;
 pub mod broker_requests;
 pub mod client;
 pub mod config;

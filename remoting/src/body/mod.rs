@@ -4,6 +4,7 @@
 //! Members are declared in alphabetical order because fastjson writes beans that way; with the
 //! same order our output matches a Java peer's byte for byte (checked against the fixtures).
 
+mod admin;
 mod enums;
 pub mod legacy;
 
@@ -12,6 +13,10 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use admin::{
+    Connection, ConsumerConnection, ConsumerOffsetWrapper, SubscriptionGroupConfig,
+    SubscriptionGroupWrapper,
+};
 pub use enums::{ConsumeFromWhere, ConsumeType, MessageModel};
 pub use legacy::repair_legacy_json;
 

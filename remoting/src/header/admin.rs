@@ -50,3 +50,25 @@ command_header! {
         cluster_name: Option<String> = "clusterName",
     }
 }
+
+command_header! {
+    /// GET_CONSUMER_CONNECTION_LIST (203): the live connections of a consumer group on a broker.
+    /// Answered with a `ConsumerConnection` body, or CONSUMER_NOT_ONLINE (206) for an empty group.
+    GetConsumerConnectionListRequestHeader {
+        consumer_group: String = "consumerGroup",
+    }
+
+    /// GET_TOPICS_BY_CLUSTER (224), to a name server; answered with a `TopicList` body.
+    GetTopicsByClusterRequestHeader {
+        cluster: String = "cluster",
+    }
+}
+
+command_header! {
+    /// DELETE_SUBSCRIPTIONGROUP (207), to each broker of the group.
+    DeleteSubscriptionGroupRequestHeader {
+        group_name: String = "groupName",
+        /// 5.x: also drop the group's committed offsets.
+        clean_offset: Option<bool> = "cleanOffset",
+    }
+}

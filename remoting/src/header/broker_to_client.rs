@@ -18,7 +18,8 @@ command_header! {
         consumer_group: String = "consumerGroup",
     }
 
-    /// RESET_CONSUMER_CLIENT_OFFSET (220), one-way; the body holds the offset table.
+    /// RESET_CONSUMER_CLIENT_OFFSET (220), one-way; the body holds the offset table. Also the
+    /// header of INVOKE_BROKER_TO_RESET_OFFSET (222), which an admin sends to a broker.
     ResetOffsetRequestHeader {
         topic: String = "topic",
         group: String = "group",
