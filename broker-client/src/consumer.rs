@@ -235,16 +235,30 @@ impl PullConsumer {
             *c = c.wrapping_add(1);
             *c
         };
+        // A queue whose broker is unreachable is skipped, not fatal: the others keep flowing
+        // (a cluster that lost one broker), and what was already pulled is returned, never
+        // dropped (its offsets have moved). Only when every queue fails is that an error.
+        let mut failed = 0;
+        let mut last_err = None;
         for i in 0..queues.len() {
             let (q, _) = &queues[(start + i) % queues.len()];
-            let got = self.pull_queue(q, None, max - out.len()).await?;
-            out.extend(got);
+            match self.pull_queue(q, None, max - out.len()).await {
+                Ok(got) => out.extend(got),
+                Err(e) => {
+                    debug!(queue = ?q, error = %e, "pull failed; skipping this queue for now");
+                    failed += 1;
+                    last_err = Some(e);
+                }
+            }
             if out.len() >= max {
                 return Ok(out);
             }
         }
         if !out.is_empty() {
             return Ok(out);
+        }
+        if let Some(e) = last_err.filter(|_| failed == queues.len()) {
+            return Err(e);
         }
         // Nothing anywhere: long-poll every queue at once and take the first that has data.
         // Abandoned pulls move no offset, so nothing is lost.
@@ -256,13 +270,22 @@ impl PullConsumer {
             .iter()
             .map(|(q, _)| self.pull_queue(q, Some(remaining), max))
             .collect();
+        let mut failed = 0;
+        let mut last_err = None;
         while let Some(r) = polls.next().await {
-            let got = r?;
-            if !got.is_empty() {
-                return Ok(got);
+            match r {
+                Ok(got) if !got.is_empty() => return Ok(got),
+                Ok(_) => {}
+                Err(e) => {
+                    failed += 1;
+                    last_err = Some(e);
+                }
             }
         }
-        Ok(out)
+        match last_err {
+            Some(e) if failed == queues.len() => Err(e),
+            _ => Ok(out),
+        }
     }
 
     async fn pull_queue(
@@ -318,11 +341,15 @@ impl PullConsumer {
 
     /// Stores the offsets of everything polled so far in the broker.
     pub async fn commit(&self) -> Result<()> {
+        // Every queue is tried: one unreachable broker does not hold back the others' offsets.
         let qs: Vec<MessageQueue> = self.queues.lock().keys().cloned().collect();
+        let mut first_err = None;
         for q in qs {
-            self.commit_queue(&q).await?;
+            if let Err(e) = self.commit_queue(&q).await {
+                first_err.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Next offsets per owned queue.
