@@ -150,8 +150,7 @@ cluster_phase() {
     scripts/broker.sh start
 
     step "[apache cluster] failover tests (client, gateway)"
-    in_broker cargo test -p rmq-client --features "$ALL_TEST_FEATURES" --test broker_cluster
-    in_broker cargo test -p rmq-gateway --features "$ALL_TEST_FEATURES" --test gateway_cluster
+    in_broker cargo test --workspace --features "$ALL_TEST_FEATURES" --test broker_cluster --test gateway_cluster
 
     step "[apache cluster] broker: stop"
     scripts/broker.sh stop

@@ -39,6 +39,23 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000_000)
 }
 
+/// The route of a topic that a first send auto-created. Differs by broker
+/// (docs/broker-differences.md): a Java broker registers such a topic with the name server after
+/// answering the send, so for a moment the name server does not know it yet; rocketmq-rust
+/// registers it before answering.
+async fn route_of(c: &MQClient, topic: &str) -> std::sync::Arc<rmq_client::route::TopicRoute> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.route(topic).await {
+            Ok(r) => return r,
+            Err(ClientError::TopicNotExist(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no route for {topic}: {e}"),
+        }
+    }
+}
+
 fn client() -> MQClient {
     MQClient::start(ClientConfig::new(&namesrv())).unwrap()
 }
@@ -51,7 +68,7 @@ async fn pull_all(
     want: usize,
     deadline: Duration,
 ) -> Vec<MessageExt> {
-    let route = c.route(topic).await.unwrap();
+    let route = route_of(c, topic).await;
     let mut offsets: HashMap<MessageQueue, i64> = route
         .subscribe_queues
         .iter()
@@ -225,7 +242,7 @@ async fn thousand_messages_round_trip_exactly_once() {
     );
     assert!(compressed.stored_body.len() < 1000);
     // tag filtering: the broker filters by hash, we re-check by string
-    let route = c.route(&topic).await.unwrap();
+    let route = route_of(&c, &topic).await;
     let mut only_a = 0;
     for q in &route.subscribe_queues {
         let mut off = 0;
@@ -343,6 +360,7 @@ async fn offsets_commit_query_restart_and_search() {
     // consume 25, commit, shut down
     let mut cfg = PullConsumerConfig::new(&group, &topic);
     cfg.long_poll = Duration::from_millis(500);
+    route_of(&c, &topic).await; // a Java broker registers a new topic just after the send
     let cons = PullConsumer::start(client(), cfg.clone()).await.unwrap();
     let mut first = Vec::new();
     while first.len() < 25 {
@@ -408,7 +426,7 @@ async fn locks_are_exclusive_until_unlocked() {
     let topic = unique("T_lock");
     p.send(Message::new(&topic, "x")).await.unwrap();
     let group = unique("CG");
-    let route = c.route(&topic).await.unwrap();
+    let route = route_of(&c, &topic).await;
     let qs: Vec<MessageQueue> = route.subscribe_queues.iter().take(2).cloned().collect();
     let broker = &qs[0].broker_name;
     let got = c
@@ -474,6 +492,7 @@ async fn sent_back_message_lands_on_the_retry_topic() {
         )
         .await
         .unwrap();
+    route_of(&c, &topic).await; // a Java broker registers a new topic just after the send
     let cons = PullConsumer::start(c.clone(), cfg).await.unwrap();
     let mut got = Vec::new();
     while got.is_empty() {
@@ -521,7 +540,7 @@ async fn refused_name_server_is_skipped_and_bad_input_is_typed() {
     let e = p.send(Message::new(&topic, "")).await.unwrap_err();
     assert!(matches!(e, ClientError::InvalidArgument(_)), "{e}");
     // a consumer group that never heartbeat has no consumers
-    let route = c.route(&topic).await.unwrap();
+    let route = route_of(&c, &topic).await;
     let addr = route.master_addrs()[0].clone();
     assert!(c
         .consumer_ids(&unique("nobody"), &addr)
@@ -542,6 +561,7 @@ async fn clustering_consumers_split_the_queues() {
     let group = unique("CG");
     let mut cfg = PullConsumerConfig::new(&group, &topic);
     cfg.long_poll = Duration::from_millis(300);
+    route_of(&c, &topic).await; // a Java broker registers a new topic just after the send
     let a = PullConsumer::start(client(), cfg.clone()).await.unwrap();
     let b = PullConsumer::start(client(), cfg).await.unwrap();
     a.rebalance().await.unwrap();
@@ -552,7 +572,7 @@ async fn clustering_consumers_split_the_queues() {
         qa.iter().all(|q| !qb.contains(q)),
         "overlap {qa:?} / {qb:?}"
     );
-    let total = c.route(&topic).await.unwrap().subscribe_queues.len();
+    let total = route_of(&c, &topic).await.subscribe_queues.len();
     assert_eq!(qa.len() + qb.len(), total);
     let mut seen = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -588,6 +608,7 @@ async fn republish_fallback_reaches_the_retry_topic() {
         .send(Message::new(&topic, "again").with_keys(["kr"]))
         .await
         .unwrap();
+    route_of(&c, &topic).await; // a Java broker registers a new topic just after the send
     let cons = PullConsumer::start(c.clone(), cfg).await.unwrap();
     let mut got = Vec::new();
     while got.is_empty() {
@@ -638,10 +659,8 @@ async fn timer_delivery_follows_the_broker_version() {
     let p = producer(&c).await;
     let topic = unique("T_timer");
     let first = p.send(Message::new(&topic, "warm-up")).await.unwrap();
-    let addr = c
-        .route(&topic)
+    let addr = route_of(&c, &topic)
         .await
-        .unwrap()
         .master_addr(&first.queue.broker_name)
         .unwrap()
         .to_owned();
@@ -734,8 +753,9 @@ async fn a_joining_consumer_makes_the_first_give_queues_up() {
     let group = unique("CG");
     let mut cfg = PullConsumerConfig::new(&group, &topic);
     cfg.long_poll = Duration::from_millis(200);
+    route_of(&c, &topic).await; // a Java broker registers a new topic just after the send
     let a = PullConsumer::start(client(), cfg.clone()).await.unwrap();
-    let total = c.route(&topic).await.unwrap().subscribe_queues.len();
+    let total = route_of(&c, &topic).await.subscribe_queues.len();
     assert_eq!(a.assigned().len(), total, "alone, A owns every queue");
     let b = PullConsumer::start(client(), cfg).await.unwrap();
     // B's heartbeat makes the broker notify A (NOTIFY_CONSUMER_IDS_CHANGED); A's next poll

@@ -245,29 +245,31 @@ async fn consume(gw: String, topic: String, stop: Arc<AtomicBool>, out: Arc<Mute
                 continue;
             }
         };
-        let mut o = out.lock().unwrap();
         if v["status"] != 200 {
-            o.errors.push(v.to_string());
-            drop(o);
+            out.lock().unwrap().errors.push(v.to_string());
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
         let r = &v["result"];
-        if rid.take().is_some() && r["ackInfo"]["status"] != 200 {
-            o.unconfirmed.extend(batch.drain(..));
-        }
-        batch.clear();
-        if r["status"] == "FOUND" {
-            for list in ["msgList", "retryMsgList"] {
-                for m in r[list].as_array().into_iter().flatten() {
-                    let body = m["message"].as_str().unwrap().to_owned();
-                    batch.push(body.clone());
-                    o.bodies.push(body);
-                }
+        let found = r["status"] == "FOUND";
+        {
+            let mut o = out.lock().unwrap();
+            if rid.take().is_some() && r["ackInfo"]["status"] != 200 {
+                o.unconfirmed.extend(batch.drain(..));
             }
-            rid = r["requestId"].as_str().map(str::to_owned);
-        } else {
-            drop(o);
+            batch.clear();
+            if found {
+                for list in ["msgList", "retryMsgList"] {
+                    for m in r[list].as_array().into_iter().flatten() {
+                        let body = m["message"].as_str().unwrap().to_owned();
+                        batch.push(body.clone());
+                        o.bodies.push(body);
+                    }
+                }
+                rid = r["requestId"].as_str().map(str::to_owned);
+            }
+        }
+        if !found {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
