@@ -264,6 +264,26 @@ fn sanitize_group_part(s: &str) -> String {
 }
 
 impl Gateway {
+    /// The first offset of `mq` whose message was stored at or after `ts`. SEARCH_OFFSET_BY_TIMESTAMP
+    /// alone is not that: for a time after the newest message, Java 4.9 answers that message's
+    /// offset and rocketmq-rust 1.0 the queue's max offset (docs/broker-differences.md), so the
+    /// message at the answer is checked.
+    async fn offset_at_time(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        ts: i64,
+    ) -> Result<i64, rmq_client::ClientError> {
+        let off = self.client.search_offset(mq, ts).await?;
+        let mut req = PullRequest::new(group.to_owned(), off);
+        req.max_msgs = 1;
+        let r = self.client.pull(mq, &req).await?;
+        Ok(match r.messages.first() {
+            Some(m) if m.queue_offset == off && m.store_timestamp < ts => off + 1,
+            _ => off,
+        })
+    }
+
     pub fn new(config: &Config) -> Result<Arc<Gateway>, GatewayError> {
         let mut cc = ClientConfig::new(&config.namesrv.join(";"));
         cc.credentials = match (&config.access_key, &config.secret_key) {
@@ -1401,7 +1421,10 @@ impl Gateway {
                 let mut refused = Vec::new();
                 for key in keys {
                     let mq = scope.mq(&key);
-                    let off = self.client.search_offset(&mq, ts).await.map_err(internal)?;
+                    let off = self
+                        .offset_at_time(&scope.broker_group, &mq, ts)
+                        .await
+                        .map_err(internal)?;
                     self.client
                         .update_consumer_offset(&scope.broker_group, &mq, off, false)
                         .await
