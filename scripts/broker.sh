@@ -219,7 +219,7 @@ pid_of() { # name -> pid if that process is the one we started, else nothing
     [[ -s $f ]] || return 0
     pid=$(<"$f")
     [[ $pid =~ ^[0-9]+$ ]] || return 0
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "RMQ_BROKER_OWNER=$STATE/$1"; then
+    if tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qxF "RMQ_BROKER_OWNER=$STATE/$1"; then
         echo "$pid"
     fi
     return 0

@@ -156,14 +156,18 @@ async fn cluster_failover_client_sends_and_pull_consumer() {
         .iter()
         .map(|q| q.broker_name.clone())
         .collect();
-    assert_eq!(assigned.len(), 2, "the consumer owns queues on both brokers");
+    assert_eq!(
+        assigned.len(),
+        2,
+        "the consumer owns queues on both brokers"
+    );
 
     // Delivered bodies in order, and which of them a successful commit has covered.
     let mut delivered: Vec<(String, String)> = Vec::new();
     let mut committed: HashSet<String> = HashSet::new();
     let consume = async |delivered: &mut Vec<(String, String)>,
-                             committed: &mut HashSet<String>,
-                             rounds: usize| {
+                         committed: &mut HashSet<String>,
+                         rounds: usize| {
         let mut errors = 0;
         for _ in 0..rounds {
             match cons.poll(64).await {
@@ -188,7 +192,10 @@ async fn cluster_failover_client_sends_and_pull_consumer() {
     // 1. Both brokers up.
     let mut sent = send_phase(&p, &topic, "both", 60).await;
     let on_b = sent.values().filter(|b| *b == "broker-b").count();
-    assert!(on_b > 0 && on_b < 60, "sends spread over both brokers ({on_b} on broker-b)");
+    assert!(
+        on_b > 0 && on_b < 60,
+        "sends spread over both brokers ({on_b} on broker-b)"
+    );
     consume(&mut delivered, &mut committed, 5).await;
 
     // 2. broker-b stops: every send succeeds on broker-a, and the consumer keeps receiving.

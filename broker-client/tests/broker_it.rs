@@ -633,11 +633,17 @@ async fn republish_fallback_reaches_the_retry_topic() {
         // rocketmq-rust 1.0 inverts the "group holds an unexpired orderly lock" test of the
         // retry send path, so a re-published retry of a group without locks goes straight to
         // the DLQ.
-        assert_eq!(stored.topic, dlq, "rocketmq-rust parks the retry in the DLQ");
+        assert_eq!(
+            stored.topic, dlq,
+            "rocketmq-rust parks the retry in the DLQ"
+        );
     } else {
         // A Java broker parks it in SCHEDULE_TOPIC_XXXX with REAL_TOPIC = %RETRY%group and
         // delivers it on the retry topic when its delay level is due.
-        assert_ne!(stored.topic, dlq, "a Java broker does not dead-letter a first retry");
+        assert_ne!(
+            stored.topic, dlq,
+            "a Java broker does not dead-letter a first retry"
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut back = None;
         while back.is_none() && Instant::now() < deadline {

@@ -1663,7 +1663,10 @@ async fn admin_pause_rate_reset_resend_and_backlog() {
     // must say so instead of reporting a reset that did not happen.
     let reset_worked = !broker_is_rocketmq_rust();
     if reset_worked {
-        assert_eq!(v["status"], 200, "a Java broker moves offsets backwards: {v}");
+        assert_eq!(
+            v["status"], 200,
+            "a Java broker moves offsets backwards: {v}"
+        );
     } else {
         assert_eq!(v["status"], 500, "{v}");
         assert!(
