@@ -23,7 +23,7 @@
 #   RMQ_TEST_BROKERS     implementations to test, in order (default: rocketmq-rust, plus apache
 #                        when RMQ_ROCKETMQ_HOME is set), e.g. "apache" or "rocketmq-rust apache"
 #   RMQ_ROCKETMQ_HOME    an Apache RocketMQ binary distribution (4.9.x or 5.x) for `apache`
-#   RMQ_TEST_CLUSTER     1 (default when apache is tested) / 0: the two-broker cluster phase
+#   RMQ_TEST_CLUSTER     1 (default) / 0: the two-broker cluster phase after the apache phase
 #   RMQ_TEST_FUZZ        1 (default) / 0: the fuzzing step
 set -euo pipefail
 
@@ -32,11 +32,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==== %s   [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 
 BROKERS=${RMQ_TEST_BROKERS:-rocketmq-rust${RMQ_ROCKETMQ_HOME:+ apache}}
-CLUSTER_PHASE=${RMQ_TEST_CLUSTER:-$([[ " $BROKERS " == *" apache "* ]] && echo 1 || echo 0)}
+# The cluster phase follows the apache phase.
+CLUSTER_PHASE=${RMQ_TEST_CLUSTER:-1}
 for impl in $BROKERS; do
     [[ $impl == rocketmq-rust || $impl == apache ]] || { echo "RMQ_TEST_BROKERS: unknown implementation '$impl'" >&2; exit 2; }
 done
-if [[ " $BROKERS " == *" apache "* || $CLUSTER_PHASE == 1 ]] && [[ -z ${RMQ_ROCKETMQ_HOME:-} ]]; then
+if [[ " $BROKERS " == *" apache "* ]] && [[ -z ${RMQ_ROCKETMQ_HOME:-} ]]; then
     echo "testing Apache RocketMQ needs RMQ_ROCKETMQ_HOME=<an Apache RocketMQ binary distribution>" >&2
     exit 2
 fi
@@ -163,10 +164,10 @@ BENCH_QUICK=1 cargo bench -q -p rmq-benches --bench codec
 
 for impl in $BROKERS; do
     broker_phase "$impl"
+    if [[ $impl == apache && $CLUSTER_PHASE == 1 ]]; then
+        cluster_phase
+    fi
 done
-if [[ $CLUSTER_PHASE == 1 ]]; then
-    cluster_phase
-fi
 
 if [[ ${RMQ_TEST_FUZZ:-1} == 0 ]]; then
     step "fuzz/run-ci.sh skipped (RMQ_TEST_FUZZ=0)"
