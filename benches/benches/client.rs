@@ -176,7 +176,16 @@ async fn main() {
     });
 
     // Pull everything back, 32 per request, queue after queue.
-    let route = client.route(&topic).await.unwrap();
+    // A Java broker registers an auto-created topic with the name server just after the send.
+    let mut route = client.route(&topic).await;
+    for _ in 0..100 {
+        if route.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        route = client.route(&topic).await;
+    }
+    let route = route.unwrap();
     let cpu0 = cpu_time();
     let start = Instant::now();
     let mut pulled = 0;

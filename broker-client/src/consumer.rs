@@ -287,17 +287,31 @@ impl PullConsumer {
             *c = c.wrapping_add(1);
             *c
         };
+        // A queue whose broker is unreachable is skipped, not fatal: the others keep flowing
+        // (a cluster that lost one broker), and what was already pulled is returned, never
+        // dropped (its offsets have moved). Only when every queue fails is that an error.
+        let mut failed = 0;
+        let mut last_err = None;
         for i in 0..queues.len() {
             let (q, _) = &queues[(start + i) % queues.len()];
             let room = max.saturating_sub(self.fetched.lock().len());
-            let got = self.pull_queue(q, None, room).await?;
-            self.fetched.lock().extend(got);
+            match self.pull_queue(q, None, room).await {
+                Ok(got) => self.fetched.lock().extend(got),
+                Err(e) => {
+                    debug!(queue = ?q, error = %e, "pull failed; skipping this queue for now");
+                    failed += 1;
+                    last_err = Some(e);
+                }
+            }
             if self.fetched.lock().len() >= max {
                 break;
             }
         }
         if !self.fetched.lock().is_empty() {
             return Ok(self.take_fetched(max));
+        }
+        if let Some(e) = last_err.filter(|_| failed == queues.len()) {
+            return Err(e);
         }
         // Nothing anywhere: long-poll every queue at once and take the first that has data.
         // Abandoned pulls move no offset, so nothing is lost.
@@ -309,14 +323,25 @@ impl PullConsumer {
             .iter()
             .map(|(q, _)| self.pull_queue(q, Some(remaining), max))
             .collect();
+        let mut failed = 0;
+        let mut last_err = None;
         while let Some(r) = polls.next().await {
-            let got = r?;
-            if !got.is_empty() {
-                self.fetched.lock().extend(got);
-                return Ok(self.take_fetched(max));
+            match r {
+                Ok(got) if !got.is_empty() => {
+                    self.fetched.lock().extend(got);
+                    return Ok(self.take_fetched(max));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed += 1;
+                    last_err = Some(e);
+                }
             }
         }
-        Ok(Vec::new())
+        match last_err {
+            Some(e) if failed == queues.len() => Err(e),
+            _ => Ok(Vec::new()),
+        }
     }
 
     fn take_fetched(&self, max: usize) -> Vec<MessageExt> {
@@ -378,11 +403,15 @@ impl PullConsumer {
 
     /// Stores the offsets of everything polled so far in the broker.
     pub async fn commit(&self) -> Result<()> {
+        // Every queue is tried: one unreachable broker does not hold back the others' offsets.
         let qs: Vec<MessageQueue> = self.queues.lock().keys().cloned().collect();
+        let mut first_err = None;
         for q in qs {
-            self.commit_queue(&q).await?;
+            if let Err(e) = self.commit_queue(&q).await {
+                first_err.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Next offsets per owned queue.

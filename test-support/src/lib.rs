@@ -18,6 +18,20 @@ pub fn namesrv() -> String {
     )
 }
 
+/// Which broker implementation the tests face (`scripts/broker.sh exec` exports
+/// `RMQ_BROKER_IMPL`); where the two differ, a test asserts each one's behaviour
+/// (docs/broker-differences.md).
+pub fn broker_is_rocketmq_rust() -> bool {
+    match std::env::var("RMQ_BROKER_IMPL").as_deref() {
+        Ok("rocketmq-rust") => true,
+        Ok("apache") => false,
+        other => panic!(
+            "RMQ_BROKER_IMPL is {other:?}, not rocketmq-rust or apache: run the tests through \
+             scripts/broker.sh exec, which sets it"
+        ),
+    }
+}
+
 /// `prefix_<pid>_<nanos>`: a topic or group name no other run has used.
 pub fn unique(prefix: &str) -> String {
     let n = SystemTime::now()

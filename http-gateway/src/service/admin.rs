@@ -59,6 +59,24 @@ impl ConsumerConfigChange {
 }
 
 impl<B: BrokerApi> Gateway<B> {
+    /// The first offset of `mq` whose message was stored at or after `ts`.
+    /// SEARCH_OFFSET_BY_TIMESTAMP alone is not that: for a time after the newest message, Java
+    /// 4.9 answers that message's offset and rocketmq-rust 1.0 the queue's max offset
+    /// (docs/broker-differences.md), so the message at the answer is checked.
+    async fn offset_at_time(
+        &self,
+        group: &str,
+        mq: &rmq_remoting::body::MessageQueue,
+        ts: i64,
+    ) -> Result<i64, crate::broker::BrokerError> {
+        let off = self.broker.search_offset(mq, ts).await?;
+        let pulled = self.broker.pull(group, mq, off, 1).await?;
+        Ok(match pulled.messages.first() {
+            Some(m) if m.queue_offset == off && m.store_timestamp < ts => off + 1,
+            _ => off,
+        })
+    }
+
     /// Backlog per queue: the broker's max and committed offsets, and this instance's leases.
     pub async fn queue_offsets(
         &self,
@@ -174,7 +192,10 @@ impl<B: BrokerApi> Gateway<B> {
                 let mut refused = Vec::new();
                 for key in keys {
                     let mq = scope.mq(&key);
-                    let off = self.broker.search_offset(&mq, ts).await.map_err(internal)?;
+                    let off = self
+                        .offset_at_time(&scope.broker_group, &mq, ts)
+                        .await
+                        .map_err(internal)?;
                     self.broker
                         .commit_offset(&scope.broker_group, &mq, off)
                         .await
