@@ -89,6 +89,10 @@ mode = "clustering"
 name = "browser-broadcast"
 topic = "$topic"
 mode = "broadcast"
+[[consumer]]
+name = "browser-cookie"
+topic = "$topic"
+mode = "clustering"
 TOML
     # CORS unset; a producer only, so that it never takes part in the consumer groups above.
     cat >"$work/plain.toml" <<TOML

@@ -84,7 +84,7 @@ try {
         problems.push(`with CORS: the page failed: ${JSON.stringify(r)}`);
     } else {
         if (r.produced.length !== expected) problems.push(`produced ${r.produced.length} of ${expected}`);
-        for (const kind of ["clustering", "broadcast"]) {
+        for (const kind of ["clustering", "broadcast", "cookie"]) {
             const got = r[kind];
             const missing = r.produced.filter((m) => !got[m]);
             const twice = r.produced.filter((m) => got[m] > 1);
@@ -93,6 +93,11 @@ try {
             if (twice.length) problems.push(`${kind}: delivered more than once ${JSON.stringify(twice)}`);
             if (extra.length) problems.push(`${kind}: unexpected ${JSON.stringify(extra)}`);
             console.log(`with CORS: ${kind} consumer read ${Object.keys(got).length} of ${expected} messages`);
+        }
+        if (!(r.cookieQueues > 0) || r.cookieBacklog !== 0) {
+            problems.push(`useCookie: ${r.cookieBacklog} messages left unacked on ${r.cookieQueues} queues`);
+        } else {
+            console.log(`with CORS: useCookie acked everything (backlog 0 on ${r.cookieQueues} queues)`);
         }
         if (r.config !== 200) problems.push(`consumer config call (Authorization, JSON): ${r.config}`);
         if (r.errors.length) problems.push(`errors on the way: ${JSON.stringify(r.errors)}`);
