@@ -141,6 +141,17 @@ async fn answers_and_errors_carry_the_headers_and_expose_the_request_id() {
     let (status, hd, _) = send(&app, req).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(h(&hd, "access-control-allow-origin"), PAGE);
+    let req = Request::get("/no/such/route")
+        .header(header::ORIGIN, PAGE)
+        .body(Body::empty())
+        .unwrap();
+    let (status, hd, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h(&hd, "access-control-allow-origin"),
+        PAGE,
+        "a page can see the 404"
+    );
 }
 
 #[tokio::test]
