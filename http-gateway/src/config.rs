@@ -26,6 +26,10 @@ pub struct Config {
     /// Upper bound of `waitSeconds` (long polling) on /mq/message.
     #[serde(default = "default_max_wait")]
     pub max_wait_seconds: u64,
+    /// Web origins (`"https://app.example.com"`) whose pages may call the HTTP APIs, or `["*"]`
+    /// for any; CORS is off when this is absent or empty.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +159,9 @@ impl Config {
         if let Some(v) = o.max_wait_seconds {
             self.max_wait_seconds = v;
         }
+        if let Some(v) = o.cors_origins {
+            self.cors_allowed_origins = split_addrs(&v);
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -170,6 +177,7 @@ impl Config {
         if self.max_wait_seconds > 300 {
             return bad("max_wait_seconds above 300".into());
         }
+        self.validate_cors()?;
         let mut seen = std::collections::HashSet::new();
         for p in &self.producers {
             if !seen.insert(("p", p.name.clone())) {
@@ -201,6 +209,37 @@ impl Config {
     }
 }
 
+impl Config {
+    /// An origin is what a browser sends in `Origin`: `scheme://host[:port]`, nothing after.
+    fn validate_cors(&self) -> Result<(), ConfigError> {
+        let origins = &self.cors_allowed_origins;
+        if origins.iter().any(|o| o == "*") {
+            if origins.len() > 1 {
+                return Err(ConfigError::Invalid(
+                    "cors_allowed_origins: \"*\" stands alone (it already allows every origin)"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        for o in origins {
+            let rest = o
+                .strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"));
+            let ok = matches!(rest, Some(r) if !r.is_empty()
+                && !r.contains(['/', '?', '#', ' ', '*'])
+                && r.is_ascii());
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "cors_allowed_origins: {o:?} is not an origin like \"https://app.example.com\" \
+                     or \"http://127.0.0.1:8000\" (scheme and host, no path), nor \"*\""
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the binary's flags and environment variables may override.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -210,6 +249,8 @@ pub struct Overrides {
     pub secret_key: Option<String>,
     pub admin_token: Option<String>,
     pub max_wait_seconds: Option<u64>,
+    /// Comma-separated origins, or `*`; an empty string turns CORS off.
+    pub cors_origins: Option<String>,
 }
 
 pub fn split_addrs(v: &str) -> Vec<String> {
@@ -274,5 +315,44 @@ mode = "broadcast"
         assert_eq!(c.namesrv, vec!["x:1", "y:2"]);
         assert_eq!(c.max_wait_seconds, 5);
         assert!(c.listen.starts_with("127.0.0.1"), "untouched");
+    }
+
+    #[test]
+    fn cors_origins_from_the_file_and_the_environment() {
+        let c = Config::from_toml("namesrv=[\"a:1\"]").unwrap();
+        assert!(c.cors_allowed_origins.is_empty(), "off unless set");
+        let mut c = Config::from_toml(
+            "namesrv=[\"a:1\"]\ncors_allowed_origins=[\"https://app.example.com\", \"http://127.0.0.1:8000\"]",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cors_allowed_origins.len(), 2);
+        c.apply(Overrides {
+            cors_origins: Some("*".into()),
+            ..Overrides::default()
+        });
+        assert_eq!(c.cors_allowed_origins, vec!["*"]);
+        c.validate().unwrap();
+        c.apply(Overrides {
+            cors_origins: Some(String::new()),
+            ..Overrides::default()
+        });
+        assert!(
+            c.cors_allowed_origins.is_empty(),
+            "an empty variable turns it off"
+        );
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/page",
+            "ftp://x",
+            "https://*.example.com",
+        ] {
+            c.cors_allowed_origins = vec![bad.into()];
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("cors_allowed_origins"), "{bad}: {e}");
+        }
+        c.cors_allowed_origins = vec!["*".into(), "https://a.example".into()];
+        assert!(c.validate().is_err(), "* with others");
     }
 }

@@ -39,6 +39,10 @@ struct Args {
     /// Upper bound of a fetch's waitSeconds (long polling).
     #[arg(long, env = "RMQ_GATEWAY_MAX_WAIT_SECONDS")]
     max_wait_seconds: Option<u64>,
+    /// Web origins whose pages may call the APIs (CORS), comma-separated, e.g.
+    /// `https://app.example.com,http://127.0.0.1:8000`, or `*`; empty = off.
+    #[arg(long, env = "RMQ_GATEWAY_CORS_ORIGINS")]
+    cors_origins: Option<String>,
 }
 
 fn load(args: Args) -> anyhow::Result<Config> {
@@ -50,6 +54,7 @@ fn load(args: Args) -> anyhow::Result<Config> {
         secret_key: args.secret_key,
         admin_token: args.admin_token,
         max_wait_seconds: args.max_wait_seconds,
+        cors_origins: args.cors_origins,
     });
     config.validate()?;
     Ok(config)
@@ -93,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(listen = %listener.local_addr()?, namesrv = ?config.namesrv, instance = %gw.instance_id(),
-        producers = config.producers.len(), consumers = config.consumers.len(), "rmq-gateway ready");
+        producers = config.producers.len(), consumers = config.consumers.len(),
+        cors = ?config.cors_allowed_origins, "rmq-gateway ready");
     let maint = {
         let gw = gw.clone();
         tokio::spawn(async move {
@@ -104,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let app = rmq_gateway::api::mqproxy::router(gw.clone());
+    let app = rmq_gateway::api::router(gw.clone(), &config.cors_allowed_origins);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

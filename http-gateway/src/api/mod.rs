@@ -1,28 +1,49 @@
 //! The HTTP front ends: extract the parameters, call the driver, map the answer. [`mqproxy`] is
-//! MQ-Proxy/MQCloud's `/mq/*` API; the Aliyun MQ HTTP API goes beside it.
+//! MQ-Proxy/MQCloud's `/mq/*` API; the Aliyun MQ HTTP API goes beside it. [`router`] assembles
+//! the whole app, [`cors`] included.
 
+pub mod cors;
 pub mod mqproxy;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cors;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequest, Request};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::broker::BrokerApi;
 use crate::error::GatewayError;
+use crate::service::Gateway;
+
+/// Request bodies above this get the API's own error answer. Large enough for a 4 MiB message
+/// even when form-encoded.
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The whole HTTP app: every API's routes, then CORS around all of them (when configured), so
+/// that preflights and error answers of every route carry its headers.
+pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>, cors_allowed_origins: &[String]) -> Router {
+    let app = mqproxy::router(gw);
+    match cors::layer(cors_allowed_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
 
 /// Why a request failed, as MQ-Proxy answers it: HTTP 200 with the status in the body.
 #[derive(Debug)]
 pub enum ApiError {
     Gateway(GatewayError),
-    /// A rejection of axum's own (a body over the size limit): its response as is.
+    /// An answer of its own, as is (not the envelope).
     Http(Response),
 }
 
@@ -90,9 +111,16 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|r| ApiError::Http(r.into_response()))?;
+        // In the API's envelope, not axum's plain-text rejection.
+        let body = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                bad(format!(
+                    "request body too large: the limit is {BODY_LIMIT} bytes"
+                ))
+            } else {
+                bad(format!("cannot read the request body: {}", r.body_text()))
+            }
+        })?;
         let mut values: HashMap<String, Value> = query
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
@@ -205,6 +233,26 @@ impl Params {
         first("x-forwarded-for")
             .or_else(|| first("x-real-ip"))
             .or_else(|| self.peer.map(|p| p.ip().to_string()))
+    }
+
+    /// Whether the caller reached us over HTTPS: the gateway speaks plain HTTP, so only a TLS
+    /// proxy in front of it can say so (`X-Forwarded-Proto`, or `Forwarded: proto=https`).
+    pub fn https(&self) -> bool {
+        let has = |h: &str, pred: &dyn Fn(&str) -> bool| {
+            self.headers
+                .get_all(h)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(pred)
+        };
+        has("x-forwarded-proto", &|v| {
+            v.split(',')
+                .next()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+        }) || has("forwarded", &|v| {
+            v.split([';', ','])
+                .any(|kv| kv.trim().eq_ignore_ascii_case("proto=https"))
+        })
     }
 
     pub fn authorization(&self) -> Option<&str> {

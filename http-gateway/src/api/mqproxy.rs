@@ -15,14 +15,11 @@ use bytes::Bytes;
 use rmq_remoting::message::MessageExt;
 use serde_json::{json, Value};
 
-use super::{bad, ok, ApiError, Params};
+use super::{bad, ok, ApiError, Params, BODY_LIMIT};
 use crate::broker::BrokerApi;
 use crate::error::GatewayError;
 use crate::request_id::RequestId;
 use crate::service::{ConsumerConfigChange, FetchRequest, FetchResult, Gateway, ProduceRequest};
-
-/// Large enough for a 4 MiB message even when form-encoded.
-const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 type Gw<B> = State<Arc<Gateway<B>>>;
 type ApiResult = Result<Response, ApiError>;
@@ -138,7 +135,14 @@ struct Consume {
     topic: String,
     client_id: Option<String>,
     request_id: Option<RequestId>,
-    use_cookie: bool,
+    cookie: RidCookie,
+}
+
+/// `useCookie=true`, and how the cookie can reach the browser.
+#[derive(Clone, Copy)]
+struct RidCookie {
+    on: bool,
+    https: bool,
 }
 
 impl Consume {
@@ -158,16 +162,28 @@ impl Consume {
             topic: p.required("topic")?,
             client_id: p.opt("clientId"),
             request_id,
-            use_cookie,
+            cookie: RidCookie {
+                on: use_cookie,
+                https: p.https(),
+            },
         })
     }
 }
 
-fn with_cookie(mut resp: Response, use_cookie: bool, rid: Option<&str>) -> Response {
-    if use_cookie {
+/// The `rid` cookie of `useCookie=true`. Browsers keep a cookie from another site's answer
+/// only with `SameSite=None; Secure`, and `Secure` only over HTTPS: so over HTTPS it is
+/// cross-site, over plain HTTP `SameSite=Lax`, which a browser keeps and sends back on the same
+/// site (pages on other sites pass `requestId` instead; see the README).
+fn with_cookie(mut resp: Response, c: RidCookie, rid: Option<&str>) -> Response {
+    if c.on {
+        let attrs = if c.https {
+            "Path=/; HttpOnly; SameSite=None; Secure"
+        } else {
+            "Path=/; HttpOnly; SameSite=Lax"
+        };
         let v = match rid {
-            Some(r) => format!("rid={r}; Path=/"),
-            None => "rid=; Path=/; Max-Age=0".to_owned(),
+            Some(r) => format!("rid={r}; {attrs}"),
+            None => format!("rid=; {attrs}; Max-Age=0"),
         };
         if let Ok(v) = HeaderValue::from_str(&v) {
             resp.headers_mut().append(header::SET_COOKIE, v);
@@ -217,7 +233,7 @@ async fn message<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     let r = gw.fetch(req).await?;
     Ok(with_cookie(
         ok(fetch_json(&r)),
-        c.use_cookie,
+        c.cookie,
         r.request_id.as_deref(),
     ))
 }
@@ -230,7 +246,7 @@ enum LeaseCall {
 
 async fn lease_call<B: BrokerApi>(gw: &Gateway<B>, p: Params, call: LeaseCall) -> ApiResult {
     let c = Consume::from(&p)?;
-    let Some(rid) = c.request_id else {
+    let Some(rid) = &c.request_id else {
         return Err(
             bad("requestId is required (parameter, or cookie rid with useCookie=true)").into(),
         );
@@ -238,15 +254,15 @@ async fn lease_call<B: BrokerApi>(gw: &Gateway<B>, p: Params, call: LeaseCall) -
     let client_id = c.client_id.as_deref();
     let v = match call {
         LeaseCall::Ack => {
-            let info = gw.ack(&c.consumer, &c.topic, client_id, &rid).await?;
+            let info = gw.ack(&c.consumer, &c.topic, client_id, rid).await?;
             json!({"status": info.status, "message": info.message})
         }
         LeaseCall::Unlock => {
-            let done = gw.unlock(&c.consumer, &c.topic, client_id, &rid).await?;
+            let done = gw.unlock(&c.consumer, &c.topic, client_id, rid).await?;
             json!({"status": 200, "message": format!("unlock:{done}")})
         }
     };
-    Ok(with_cookie(Json(v).into_response(), c.use_cookie, None))
+    Ok(with_cookie(Json(v).into_response(), c.cookie, None))
 }
 
 async fn ack<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {

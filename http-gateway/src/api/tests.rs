@@ -179,7 +179,10 @@ async fn use_cookie_sets_and_clears_the_rid_cookie() {
     .unwrap();
     let (v, cookies) = a.send(req).await;
     let rid = v["result"]["requestId"].as_str().unwrap();
-    assert_eq!(cookies, [format!("rid={rid}; Path=/")]);
+    assert_eq!(
+        cookies,
+        [format!("rid={rid}; Path=/; HttpOnly; SameSite=Lax")]
+    );
     let req = Request::post("/mq/ack")
         .header(header::COOKIE, format!("rid={rid}"))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -189,7 +192,7 @@ async fn use_cookie_sets_and_clears_the_rid_cookie() {
         .unwrap();
     let (v, cookies) = a.send(req).await;
     assert_eq!(v["status"], 200, "{v}");
-    assert_eq!(cookies, ["rid=; Path=/; Max-Age=0"]);
+    assert_eq!(cookies, ["rid=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"]);
     assert_eq!(a.broker.committed("c", TOPIC, 0), Some(1));
 }
 
