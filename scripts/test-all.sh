@@ -95,6 +95,9 @@ if ! command -v wrk >/dev/null; then
         echo "wrk could not be installed; the gateway benchmark uses its own load loop"
 fi
 
+step "browser test: install (Debian's chromium; jQuery and playwright-core from npm)"
+scripts/browser-test.sh install
+
 # in_broker CMD...: CMD where the broker is reachable (its namespace), offline.
 in_broker() { scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true "$@"; }
 
@@ -112,6 +115,9 @@ broker_phase() {
 
     step "[$impl] cargo test --workspace"
     in_broker cargo test --workspace --features "$ALL_TEST_FEATURES" -- --skip cluster_failover_
+
+    step "[$impl] browser test: the guide's jQuery clients in headless Chromium (CORS on and off)"
+    in_broker scripts/browser-test.sh run
 
     step "[$impl] example send_and_pull against the broker"
     local smoke_topic=CiSmoke_$$
