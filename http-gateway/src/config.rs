@@ -27,6 +27,9 @@ pub struct Config {
     /// Upper bound of `waitSeconds` on /mq/message.
     #[serde(default = "default_max_wait")]
     pub max_wait_seconds: u64,
+    /// The Aliyun MQ HTTP API (`/topics/{topic}/messages`).
+    #[serde(default)]
+    pub aliyun: crate::api::aliyun::AliyunConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +140,7 @@ impl Config {
         if let Some(v) = env.get("RMQ_GATEWAY_ADMIN_TOKEN") {
             self.admin_token = Some(v.clone());
         }
+        self.aliyun.apply_env(env);
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -146,6 +150,7 @@ impl Config {
                 "no name server: set `namesrv` in the file, RMQ_NAMESRV or --namesrv".into(),
             );
         }
+        self.aliyun.validate().map_err(ConfigError::Invalid)?;
         if self.access_key.is_some() != self.secret_key.is_some() {
             return bad("access_key and secret_key go together".into());
         }

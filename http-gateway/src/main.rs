@@ -87,7 +87,8 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let app = rmq_gateway::http::router(gw.clone());
+    let aliyun = rmq_gateway::api::aliyun::AliyunApi::new(gw.client().clone(), &config.aliyun);
+    let app = rmq_gateway::http::router(gw.clone()).merge(rmq_gateway::api::aliyun::router(aliyun));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,0 +1,3 @@
+//! The HTTP APIs the gateway serves beside `/mq/*`.
+
+pub mod aliyun;
