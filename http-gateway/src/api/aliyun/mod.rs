@@ -130,15 +130,20 @@ async fn serve(
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or_else(|| uri.path());
-    api.credentials
-        .verify(method, target, headers, SystemTime::now())?;
+    let auth = api
+        .credentials
+        .verify(method, target, headers, SystemTime::now());
+    // Read the body whatever the answer: hyper closes a keep-alive connection whose request body
+    // was left unread, and the Python SDK then fails its next request with a broken pipe.
+    let body = read_body(body).await;
+    auth?;
+    let body = body?;
     let topic = topic_of(uri);
     let query = uri.query();
     match *method {
         Method::POST => {
             let params = PublishParams::parse(query)?;
             let topic = params.ns.topic(topic)?;
-            let body = read_body(body).await?;
             let req = xml::parse_publish(&body)?;
             let done = api.publisher.publish(&topic, req).await?;
             Ok(xml_response(
@@ -159,7 +164,6 @@ async fn serve(
         Method::DELETE => {
             let params = AckParams::parse(query)?;
             params.ns.topic(topic)?;
-            let body = read_body(body).await?;
             xml::parse_receipt_handles(&body)?;
             Err(AliyunError::new(
                 Code::NotImplemented,
