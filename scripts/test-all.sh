@@ -11,6 +11,7 @@
 # 3. cargo test --workspace inside that namespace, with RMQ_NAMESRV set (offline).
 # 4. The send_and_pull, produce and consume examples against the broker, as end-to-end smoke
 #    tests (consume must find all 20 messages, then nothing once offsets are committed).
+# 4b. The official Aliyun MQ HTTP SDKs against the gateway (http-gateway/tests/sdk/run.sh).
 # 5. The benchmarks in quick mode (they must run; their numbers are not judged).
 # 6. fuzz/run-ci.sh, when it exists (brief fuzzing runs; its own setup).
 # 7. The broker is stopped on exit, failure or interrupt included.
@@ -103,6 +104,10 @@ if scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true \
     exit 1
 fi
 
+step "the official Aliyun MQ HTTP SDKs (Python, Node) against the gateway"
+# Installs mq_http_sdk 1.0.3 (PyPI) and @aliyunmq/mq-http-sdk 1.0.4 (npm) on the host, then runs
+# their checks inside the broker's namespace; checks listed as expected to fail print XFAIL.
+http-gateway/tests/sdk/run.sh
 step "benchmarks, quick mode (codec; client and gateway against the broker)"
 BENCH_QUICK=1 cargo bench -q -p rmq-benches --bench codec
 scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true BENCH_QUICK=1 \
