@@ -4,13 +4,15 @@
 //!
 //! [`auth`] checks signatures and dates, [`xml`] reads and writes the bodies, [`error`] is the
 //! error type, [`names`] maps instance ids to namespaces, [`props`] and [`tags`] the message
-//! fields, [`handle`] the receipt handles, [`params`] the query strings, [`publish`] sends.
+//! fields, [`handle`] the receipt handles, [`params`] the query strings, [`publish`] sends,
+//! [`consume`] turns a delivered message into what the SDKs read.
 //!
 //! Consume (`GET`) and ack (`DELETE`) are authenticated and validated here but answered
 //! `501 NotImplemented` until they are wired onto the gateway engine's per-message receipts.
 
 pub mod auth;
 pub mod config;
+pub mod consume;
 pub mod error;
 pub mod handle;
 pub mod names;
