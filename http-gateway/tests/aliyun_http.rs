@@ -430,7 +430,9 @@ async fn bad_requests_get_aliyun_codes_and_send_nothing() {
         (403, Some("RequestTimeTooSkewed"))
     );
     assert!(
-        r.field("Message").unwrap().contains("server's time"),
+        r.field("Message")
+            .unwrap()
+            .contains("more than the allowed 900s"),
         "{}",
         r.body
     );

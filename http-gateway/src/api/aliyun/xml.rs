@@ -3,7 +3,7 @@
 //! in the namespace `http://mq.aliyuncs.com/doc/v1` with one text node per element (Python reads
 //! only an element's first child node).
 
-use quick_xml::escape::escape;
+use quick_xml::escape::partial_escape;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
@@ -194,13 +194,13 @@ fn text(s: &str) -> String {
     let allowed =
         |c: char| matches!(c, '\t' | '\n' | '\r') || c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}';
     if s.chars().all(allowed) {
-        escape(s).into_owned()
+        partial_escape(s).into_owned()
     } else {
         let clean: String = s
             .chars()
             .map(|c| if allowed(c) { c } else { '\u{FFFD}' })
             .collect();
-        escape(clean.as_str()).into_owned()
+        partial_escape(clean.as_str()).into_owned()
     }
 }
 
