@@ -12,6 +12,8 @@
 #    send_and_pull, produce and consume examples as end-to-end smoke tests (consume must find all
 #    20 messages, then nothing once offsets are committed), the benchmarks in quick mode (they
 #    must run; their numbers are not judged), and stop.
+#    Each phase also runs the guide's jQuery page in headless Chromium (scripts/browser-test.sh)
+#    and the official Aliyun MQ HTTP SDKs (http-gateway/tests/sdk/run.sh) against the gateway.
 # 3. With Apache RocketMQ: the cluster phase, two Java brokers (broker-a, broker-b) in one cluster,
 #    running the failover tests (broker-b stopped and restarted under producers and consumers,
 #    through the client and through the gateway).
@@ -118,6 +120,11 @@ broker_phase() {
 
     step "[$impl] browser test: the guide's jQuery clients in headless Chromium (CORS on and off)"
     in_broker scripts/browser-test.sh run
+
+    step "[$impl] the official Aliyun MQ HTTP SDKs (Python, Node) against the gateway"
+    # Installs mq_http_sdk 1.0.3 (PyPI) and @aliyunmq/mq-http-sdk 1.0.4 (npm) on the host (cached),
+    # then runs their checks in the broker's namespace; expected failures print XFAIL.
+    http-gateway/tests/sdk/run.sh
 
     step "[$impl] example send_and_pull against the broker"
     local smoke_topic=CiSmoke_$$

@@ -30,6 +30,9 @@ pub struct Config {
     /// for any; CORS is off when this is absent or empty.
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
+    /// The Aliyun MQ HTTP API (`/topics/{topic}/messages`).
+    #[serde(default)]
+    pub aliyun: crate::api::aliyun::AliyunConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +165,9 @@ impl Config {
         if let Some(v) = o.cors_origins {
             self.cors_allowed_origins = split_addrs(&v);
         }
+        if let (Some(id), Some(secret)) = (o.aliyun_access_key_id, o.aliyun_access_key_secret) {
+            self.aliyun.add_credential(id, secret);
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -171,6 +177,7 @@ impl Config {
                 "no name server: set `namesrv` in the file, RMQ_NAMESRV or --namesrv".into(),
             );
         }
+        self.aliyun.validate().map_err(ConfigError::Invalid)?;
         if self.access_key.is_some() != self.secret_key.is_some() {
             return bad("access_key and secret_key go together".into());
         }
@@ -251,6 +258,9 @@ pub struct Overrides {
     pub max_wait_seconds: Option<u64>,
     /// Comma-separated origins, or `*`; an empty string turns CORS off.
     pub cors_origins: Option<String>,
+    /// One more AccessKey pair for the Aliyun MQ HTTP API.
+    pub aliyun_access_key_id: Option<String>,
+    pub aliyun_access_key_secret: Option<String>,
 }
 
 pub fn split_addrs(v: &str) -> Vec<String> {

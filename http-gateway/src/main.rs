@@ -43,6 +43,17 @@ struct Args {
     /// `https://app.example.com,http://127.0.0.1:8000`, or `*`; empty = off.
     #[arg(long, env = "RMQ_GATEWAY_CORS_ORIGINS")]
     cors_origins: Option<String>,
+    /// An AccessKey id for the Aliyun MQ HTTP API (with its secret; added to `[aliyun]
+    /// credentials`).
+    #[arg(
+        long,
+        env = "RMQ_ALIYUN_ACCESS_KEY_ID",
+        requires = "aliyun_access_key_secret"
+    )]
+    aliyun_access_key_id: Option<String>,
+    /// The secret of `--aliyun-access-key-id`.
+    #[arg(long, env = "RMQ_ALIYUN_ACCESS_KEY_SECRET", hide_env_values = true)]
+    aliyun_access_key_secret: Option<String>,
 }
 
 fn load(args: Args) -> anyhow::Result<Config> {
@@ -55,6 +66,8 @@ fn load(args: Args) -> anyhow::Result<Config> {
         admin_token: args.admin_token,
         max_wait_seconds: args.max_wait_seconds,
         cors_origins: args.cors_origins,
+        aliyun_access_key_id: args.aliyun_access_key_id,
+        aliyun_access_key_secret: args.aliyun_access_key_secret,
     });
     config.validate()?;
     Ok(config)
@@ -93,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         format!("rmq-gateway@{}#{}", std::process::id(), clock.now_ms()),
     )
     .context("starting the client")?;
+    let aliyun_client = broker.client().clone();
     let gw = Gateway::new(&config, broker, clock);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -110,7 +124,12 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let app = rmq_gateway::api::router(gw.clone(), &config.cors_allowed_origins);
+    let aliyun = rmq_gateway::api::aliyun::AliyunApi::new(aliyun_client, &config.aliyun);
+    let app = rmq_gateway::api::app(
+        rmq_gateway::api::mqproxy::router(gw.clone())
+            .merge(rmq_gateway::api::aliyun::router(aliyun)),
+        &config.cors_allowed_origins,
+    );
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

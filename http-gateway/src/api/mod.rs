@@ -1,7 +1,8 @@
 //! The HTTP front ends: extract the parameters, call the driver, map the answer. [`mqproxy`] is
-//! MQ-Proxy/MQCloud's `/mq/*` API; the Aliyun MQ HTTP API goes beside it. [`router`] assembles
-//! the whole app, [`cors`] included.
+//! MQ-Proxy/MQCloud's `/mq/*` API, [`aliyun`] the Aliyun MQ HTTP API beside it. [`app`]
+//! wraps the routes of every API in [`cors`].
 
+pub mod aliyun;
 pub mod cors;
 pub mod mqproxy;
 #[cfg(test)]
@@ -32,10 +33,14 @@ pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// The whole HTTP app: every API's routes, then CORS around all of them (when configured), so
 /// that preflights and error answers of every route carry its headers.
 pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>, cors_allowed_origins: &[String]) -> Router {
-    let app = mqproxy::router(gw);
+    app(mqproxy::router(gw), cors_allowed_origins)
+}
+
+/// `routes` (of one or more APIs) with CORS around them, when configured.
+pub fn app(routes: Router, cors_allowed_origins: &[String]) -> Router {
     match cors::layer(cors_allowed_origins) {
-        Some(cors) => app.layer(cors),
-        None => app,
+        Some(cors) => routes.layer(cors),
+        None => routes,
     }
 }
 

@@ -1,0 +1,191 @@
+//! The Aliyun MQ ("ONS") HTTP API, the one Tencent TDMQ also offers, so the official MQ HTTP
+//! SDKs work against the gateway unchanged: `POST|GET|DELETE /topics/{topic}/messages` at the
+//! root of the listener (the Go SDK signs `/` + resource, so there is no prefix).
+//!
+//! [`auth`] checks signatures and dates, [`xml`] reads and writes the bodies, [`error`] is the
+//! error type, [`names`] maps instance ids to namespaces, [`props`] and [`tags`] the message
+//! fields, [`handle`] the receipt handles, [`params`] the query strings, [`publish`] sends,
+//! [`consume`] turns a delivered message into what the SDKs read.
+//!
+//! Consume (`GET`) and ack (`DELETE`) are authenticated and validated here but answered
+//! `501 NotImplemented` until they are wired onto the gateway engine's per-message receipts.
+
+pub mod auth;
+pub mod config;
+pub mod consume;
+pub mod error;
+pub mod handle;
+pub mod names;
+pub mod params;
+pub mod props;
+pub mod publish;
+pub mod request_id;
+pub mod tags;
+pub mod xml;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use rmq_client::MQClient;
+
+pub use config::AliyunConfig;
+use error::{invalid_argument, xml_response, AliyunError, Code};
+use params::{AckParams, ConsumeParams, PublishParams};
+
+/// Request bodies are read up to this size; a message body is limited to the broker's 4 MiB
+/// after XML unescaping, and escaping can make the document several times larger.
+const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+
+/// The API's state: who may call, and where messages go.
+pub struct AliyunApi {
+    credentials: auth::Credentials,
+    publisher: publish::Publisher,
+    config: AliyunConfig,
+}
+
+impl AliyunApi {
+    pub fn new(client: MQClient, config: &AliyunConfig) -> Arc<Self> {
+        Arc::new(AliyunApi {
+            credentials: config.credentials(),
+            publisher: publish::Publisher::new(client, &config.producer_group),
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &AliyunConfig {
+        &self.config
+    }
+}
+
+/// The routes, to merge into the gateway's router.
+pub fn router(api: Arc<AliyunApi>) -> Router {
+    Router::new()
+        .route("/topics/{topic}/messages", any(dispatch))
+        .with_state(api)
+}
+
+/// Per request: its id and the endpoint the client called, for `RequestId`/`HostId`.
+struct Ctx {
+    request_id: String,
+    host_id: String,
+}
+
+impl Ctx {
+    fn new(headers: &HeaderMap) -> Self {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        Ctx {
+            request_id: request_id::next(),
+            host_id: format!("http://{host}"),
+        }
+    }
+
+    fn fail(&self, e: AliyunError) -> Response {
+        if e.code.status().is_server_error() {
+            tracing::warn!(request_id = %self.request_id, error = %e, "aliyun api");
+        } else {
+            tracing::debug!(request_id = %self.request_id, error = %e, "aliyun api");
+        }
+        e.at(&self.request_id, &self.host_id).into_response()
+    }
+}
+
+/// The topic of `/topics/{topic}/messages`, as sent (names are not percent-encoded).
+fn topic_of(uri: &Uri) -> &str {
+    uri.path()
+        .strip_prefix("/topics/")
+        .and_then(|p| p.strip_suffix("/messages"))
+        .unwrap_or("")
+}
+
+async fn dispatch(
+    State(api): State<Arc<AliyunApi>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ctx = Ctx::new(&headers);
+    match serve(&api, &ctx, &method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => ctx.fail(e),
+    }
+}
+
+async fn serve(
+    api: &AliyunApi,
+    ctx: &Ctx,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, AliyunError> {
+    let target = uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or_else(|| uri.path());
+    let auth = api
+        .credentials
+        .verify(method, target, headers, SystemTime::now());
+    // Read the body whatever the answer: hyper closes a keep-alive connection whose request body
+    // was left unread, and the Python SDK then fails its next request with a broken pipe.
+    let body = read_body(body).await;
+    auth?;
+    let body = body?;
+    let topic = topic_of(uri);
+    let query = uri.query();
+    match *method {
+        Method::POST => {
+            let params = PublishParams::parse(query)?;
+            let topic = params.ns.topic(topic)?;
+            let req = xml::parse_publish(&body)?;
+            let done = api.publisher.publish(&topic, req).await?;
+            Ok(xml_response(
+                StatusCode::CREATED,
+                &ctx.request_id,
+                xml::publish_document(&done.message_id, &done.body_md5),
+            ))
+        }
+        Method::GET => {
+            let params = ConsumeParams::parse(query)?;
+            params.ns.topic(topic)?;
+            Err(AliyunError::new(
+                Code::NotImplemented,
+                "ConsumeMessage is not served by this gateway version yet (it comes with \
+                 per-message receipts in the gateway engine).",
+            ))
+        }
+        Method::DELETE => {
+            let params = AckParams::parse(query)?;
+            params.ns.topic(topic)?;
+            xml::parse_receipt_handles(&body)?;
+            Err(AliyunError::new(
+                Code::NotImplemented,
+                "AckMessage is not served by this gateway version yet (it comes with per-message \
+                 receipts in the gateway engine).",
+            ))
+        }
+        _ => Err(AliyunError::new(
+            Code::InvalidRequestURL,
+            format!("{method} is not an operation on /topics/{{topic}}/messages."),
+        )),
+    }
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, AliyunError> {
+    axum::body::to_bytes(body, MAX_REQUEST_BODY)
+        .await
+        .map_err(|e| {
+            invalid_argument(format!(
+                "The request body could not be read or is larger than {MAX_REQUEST_BODY} bytes: {e}."
+            ))
+        })
+}

@@ -1,0 +1,502 @@
+//! The Aliyun MQ HTTP API of the real `rmq-gateway` binary against the real broker that
+//! `scripts/broker.sh` starts (`RMQ_NAMESRV`; these tests fail, never skip, without it):
+//! signed publishes reach plain RocketMQ consumers with tag, keys, properties and the sharding
+//! key's queue; unknown topics, bad bodies and bad signatures get the Aliyun codes.
+//!
+//! Run with `scripts/broker.sh exec -- cargo test --offline -p rmq-gateway --features broker-tests --test aliyun_http`.
+//! The official SDKs' checks are in tests/sdk (run.sh).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rmq_client::PullRequest;
+use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, PullStatus};
+use rmq_gateway::api::aliyun::auth::{sign, string_to_sign, Secret};
+use rmq_remoting::body::MessageQueue;
+use rmq_remoting::message::MessageExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rmq-gateway");
+const AK: &str = "it-ak";
+const SK: &str = "it-sk";
+const NS: &str = "MQ_INST_IT";
+
+fn namesrv() -> String {
+    std::env::var("RMQ_NAMESRV").expect(
+        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests \
+         with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
+    )
+}
+
+fn unique(prefix: &str) -> String {
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000_000)
+}
+
+/// The gateway binary with an `[aliyun]` table; killed when dropped.
+struct Gateway {
+    child: Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Gateway {
+    async fn start(aliyun: &str) -> Gateway {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(unique("rmq-gw-aliyun"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nnamesrv = [\"{}\"]\n[aliyun]\n{aliyun}\n",
+                namesrv()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("gateway.log");
+        let out = File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,rmq_gateway=debug")
+            .env_remove("RMQ_ALIYUN_ACCESS_KEY_ID")
+            .env_remove("RMQ_ALIYUN_ACCESS_KEY_SECRET")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("cannot start the gateway binary");
+        let gw = Gateway {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = http.get(format!("{}/health", gw.base)).send().await {
+                if r.status().is_success() {
+                    return gw;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the gateway did not start:\n{}",
+            std::fs::read_to_string(&gw.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- gateway log {}:\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// A response: status, the x-mq-request-id header, the body.
+struct Reply {
+    status: u16,
+    request_id: Option<String>,
+    content_type: String,
+    body: String,
+}
+
+impl Reply {
+    /// The text of the first `<name>` element.
+    fn field(&self, name: &str) -> Option<String> {
+        let open = format!("<{name}>");
+        let start = self.body.find(&open)? + open.len();
+        let end = self.body[start..].find(&format!("</{name}>"))? + start;
+        Some(self.body[start..end].to_owned())
+    }
+
+    fn code(&self) -> Option<String> {
+        self.field("Code")
+    }
+}
+
+/// Sends a request signed as the Python SDK signs it (`date_offset` moves the Date header).
+async fn call(
+    gw: &Gateway,
+    method: &str,
+    target: &str,
+    body: &str,
+    secret: &str,
+    date_offset: i64,
+) -> Reply {
+    let date = httpdate::fmt_http_date(if date_offset >= 0 {
+        SystemTime::now() + Duration::from_secs(date_offset as u64)
+    } else {
+        SystemTime::now() - Duration::from_secs((-date_offset) as u64)
+    });
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("x-mq-version", "2015-06-06".parse().unwrap());
+    headers.insert("date", date.parse().unwrap());
+    if !body.is_empty() {
+        headers.insert("content-type", "text/xml;charset=UTF-8".parse().unwrap());
+    }
+    let method: axum::http::Method = method.parse().unwrap();
+    let sig = sign(
+        &Secret::new(secret),
+        &string_to_sign(&method, target, &headers),
+    );
+    let mut req = reqwest::Client::new()
+        .request(
+            method.as_str().parse().unwrap(),
+            format!("{}{target}", gw.base),
+        )
+        .header("authorization", format!("MQ {AK}:{sig}"))
+        .body(body.to_owned());
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.to_str().unwrap());
+    }
+    let r = req.send().await.unwrap();
+    Reply {
+        status: r.status().as_u16(),
+        request_id: r
+            .headers()
+            .get("x-mq-request-id")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        content_type: r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default(),
+        body: r.text().await.unwrap(),
+    }
+}
+
+fn message_xml(body: &str, tag: Option<&str>, props: Option<&str>) -> String {
+    let mut s = String::from(
+        r#"<?xml version="1.0" encoding="utf-8"?><Message xmlns="http://mq.aliyuncs.com/doc/v1/">"#,
+    );
+    s.push_str(&format!("<MessageBody>{body}</MessageBody>"));
+    if let Some(t) = tag {
+        s.push_str(&format!("<MessageTag>{t}</MessageTag>"));
+    }
+    if let Some(p) = props {
+        s.push_str(&format!("<Properties>{p}</Properties>"));
+    }
+    s.push_str("</Message>");
+    s
+}
+
+/// Creates `topic` on the broker (the gateway itself never auto-creates, as Aliyun does not).
+async fn create_topic(c: &MQClient, topic: &str) {
+    let p = Producer::new(c.clone(), ProducerConfig::new(unique("PG_SEED")));
+    p.send(Message::new(topic, "seed").with_tags("seed"))
+        .await
+        .unwrap();
+}
+
+/// Everything in `topic` except the seed, pulled as a plain RocketMQ consumer.
+async fn pull_all(c: &MQClient, topic: &str, want: usize) -> Vec<MessageExt> {
+    let route = c.route(topic).await.unwrap();
+    let mut offsets: HashMap<MessageQueue, i64> = route
+        .subscribe_queues
+        .iter()
+        .map(|q| (q.clone(), 0))
+        .collect();
+    let group = unique("CG_IT");
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < want && start.elapsed() < Duration::from_secs(20) {
+        for (q, off) in offsets.iter_mut() {
+            let mut req = PullRequest::new(&group, *off);
+            req.max_msgs = 32;
+            let r = c.pull(q, &req).await.unwrap();
+            assert_ne!(r.status, PullStatus::OffsetIllegal);
+            *off = r.next_begin_offset;
+            out.extend(r.messages.into_iter().filter(|m| m.tags() != Some("seed")));
+        }
+        if out.len() < want {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    out
+}
+
+fn creds() -> String {
+    format!("credentials = [{{ access_key_id = \"{AK}\", access_key_secret = \"{SK}\" }}]")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_reach_plain_rocketmq_consumers_with_everything() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliT");
+    let full = format!("{NS}%{topic}");
+    create_topic(&c, &full).await;
+    let gw = Gateway::start(&creds()).await;
+    let target = format!("/topics/{topic}/messages?ns={NS}");
+    let mut ids = HashMap::new();
+    for i in 0..10 {
+        let body = format!("hello &lt;{i}&gt; &amp; 中文");
+        let props = format!("KEYS:key-{i}|a:{i}|__SHARDINGKEY:shard-1|");
+        let r = call(
+            &gw,
+            "POST",
+            &target,
+            &message_xml(&body, Some("TagA"), Some(&props)),
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert!(r.content_type.starts_with("text/xml"), "{}", r.content_type);
+        assert!(r.request_id.is_some());
+        let plain = format!("hello <{i}> & 中文");
+        let md5 = r.field("MessageBodyMD5").unwrap();
+        assert_eq!(
+            md5,
+            rmq_gateway::api::aliyun::publish::body_md5(plain.as_bytes())
+        );
+        assert!(md5
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+        ids.insert(r.field("MessageId").unwrap(), i);
+    }
+    let got = pull_all(&c, &full, 10).await;
+    assert_eq!(got.len(), 10);
+    let queue = got[0].queue_id;
+    for m in &got {
+        let i = ids[&m.msg_id()];
+        assert_eq!(
+            std::str::from_utf8(&m.body).unwrap(),
+            format!("hello <{i}> & 中文")
+        );
+        assert_eq!(m.tags(), Some("TagA"));
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec![format!("key-{i}")]);
+        assert_eq!(m.properties.get("a"), Some(i.to_string().as_str()));
+        assert_eq!(m.properties.get("__SHARDINGKEY"), Some("shard-1"));
+        assert_eq!(m.queue_id, queue, "one sharding key, one queue");
+    }
+    // Same queue in publish order.
+    let mut by_offset: Vec<&MessageExt> = got.iter().collect();
+    by_offset.sort_by_key(|m| m.queue_offset);
+    let order: Vec<i32> = by_offset.iter().map(|m| ids[&m.msg_id()]).collect();
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+    // Without the instance id the plain name has no route.
+    let r = call(
+        &gw,
+        "POST",
+        &format!("/topics/{topic}/messages"),
+        &message_xml("x", None, None),
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (404, Some("TopicNotExist")),
+        "{}",
+        r.body
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_messages_are_not_delivered_early() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliTimed");
+    let full = format!("{NS}%{topic}");
+    create_topic(&c, &full).await;
+    let gw = Gateway::start(&creds()).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let at = now + 3000;
+    let r = call(
+        &gw,
+        "POST",
+        &format!("/topics/{topic}/messages?ns={NS}"),
+        &message_xml(
+            "timed",
+            Some("TagT"),
+            Some(&format!("__STARTDELIVERTIME:{at}|")),
+        ),
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let got = pull_all(&c, &full, 1).await;
+    let seen = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(got.len(), 1, "the timed message never arrived");
+    assert!(seen >= at - 500, "delivered {} ms early", at - seen);
+    assert_eq!(
+        got[0].properties.get("__STARTDELIVERTIME"),
+        Some(at.to_string().as_str())
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_aliyun_codes_and_send_nothing() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliBad");
+    let full = format!("{NS}%{topic}");
+    create_topic(&c, &full).await;
+    let gw = Gateway::start(&creds()).await;
+    let target = format!("/topics/{topic}/messages?ns={NS}");
+    let big = "x".repeat(4 * 1024 * 1024 + 1);
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            "<Message><MessageBody>x</MessageBody>".into(),
+            400,
+            "MalformedXML",
+        ),
+        (
+            "<Message><MessageTag>t</MessageTag></Message>".into(),
+            400,
+            "InvalidArgument",
+        ),
+        (message_xml("", None, None), 400, "InvalidArgument"),
+        (message_xml(&big, None, None), 400, "InvalidArgument"),
+        (message_xml("x", Some("a||b"), None), 400, "InvalidArgument"),
+        (
+            message_xml("x", None, Some("__TransCheckT:10|")),
+            400,
+            "InvalidArgument",
+        ),
+        (
+            message_xml("x", None, Some("TAGS:forged|")),
+            400,
+            "InvalidArgument",
+        ),
+        (String::new(), 400, "InvalidArgument"),
+    ];
+    for (body, status, code) in cases {
+        let r = call(&gw, "POST", &target, &body, SK, 0).await;
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (status, Some(code)),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body
+                .contains(r#"<Error xmlns="http://mq.aliyuncs.com/doc/v1">"#),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.request_id, r.field("RequestId"));
+        assert!(r.field("HostId").unwrap().starts_with("http://127.0.0.1:"));
+    }
+    let r = call(
+        &gw,
+        "POST",
+        &target,
+        &message_xml("x", None, None),
+        "wrong",
+        0,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("SignatureDoesNotMatch"))
+    );
+    let r = call(
+        &gw,
+        "POST",
+        &target,
+        &message_xml("x", None, None),
+        SK,
+        -16 * 60,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("RequestTimeTooSkewed"))
+    );
+    assert!(
+        r.field("Message")
+            .unwrap()
+            .contains("more than the allowed 900s"),
+        "{}",
+        r.body
+    );
+    let r = call(
+        &gw,
+        "POST",
+        "/topics/a%25b/messages",
+        &message_xml("x", None, None),
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (400, Some("InvalidArgument")),
+        "{}",
+        r.body
+    );
+    let r = call(&gw, "PUT", &target, "", SK, 0).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (400, Some("InvalidRequestURL")),
+        "{}",
+        r.body
+    );
+    // Consume and ack parameters are checked now; serving them comes with the engine.
+    let r = call(
+        &gw,
+        "GET",
+        &format!("/topics/{topic}/messages?consumer=G&numOfMessages=17&ns={NS}"),
+        "",
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (400, Some("InvalidArgument"))
+    );
+    let r = call(
+        &gw,
+        "GET",
+        &format!("/topics/{topic}/messages?consumer=G&numOfMessages=1&ns={NS}"),
+        "",
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (501, Some("NotImplemented"))
+    );
+    assert!(
+        pull_all(&c, &full, 1).await.is_empty(),
+        "a refused message was sent"
+    );
+    // A gateway without credentials refuses everything.
+    let open = Gateway::start("").await;
+    let r = call(&open, "POST", &target, &message_xml("x", None, None), SK, 0).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("AccessDenied")),
+        "{}",
+        r.body
+    );
+    c.shutdown().await;
+}
