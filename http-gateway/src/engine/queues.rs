@@ -48,7 +48,8 @@ pub struct Receipt {
     pub queue: QueueKey,
     /// The message's offset in that queue.
     pub offset: i64,
-    /// The delivery that handed it out; a later delivery of the same message makes this receipt stale.
+    /// The delivery that handed it out; a later delivery of the same message makes this
+    /// receipt stale.
     pub delivery: DeliveryId,
 }
 
@@ -114,8 +115,7 @@ pub struct Handed {
 /// What a pull hands out, and the messages handed out too often already.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullOutcome {
-    /// Whether anything came back at all, to hand out or to dead-letter (an empty pull marks the
-    /// queue empty for a while).
+    /// The messages to return to the consumer, in the order pulled.
     pub handed: Vec<Handed>,
     /// Over the maximum delivery count: in flight under this delivery, for the driver to send to
     /// the dead-letter queue and then ack. If it does not, they come back at the deadline.
@@ -123,13 +123,14 @@ pub struct PullOutcome {
 }
 
 impl PullOutcome {
-    /// The state of one queue of a scope; see the module documentation of [`crate::engine`].
+    /// Whether anything came back at all, to hand out or to dead-letter (an empty pull marks the
+    /// queue empty for a while).
     pub fn found(&self) -> bool {
         !self.handed.is_empty() || !self.exhausted.is_empty()
     }
 }
 
-/// The pull under way, if any; it lapses at its deadline.
+/// The state of one queue of a scope; see the module documentation of [`crate::engine`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueState {
     /// Committed offset as last read from or written to the broker; `None` until known.
@@ -138,10 +139,11 @@ pub struct QueueState {
     pub max_offset: i64,
     /// The first offset never handed out; `None` until known.
     pub cursor: Option<i64>,
-    /// Messages handed out and not yet committed past, by offset.
+    /// The pull under way, if any; it lapses at its deadline.
     pub claim: Option<Claim>,
-    /// Open deliveries: those with a message in flight, by id.
+    /// Messages handed out and not yet committed past, by offset.
     pub in_flight: BTreeMap<i64, InFlight>,
+    /// Open deliveries: those with a message in flight, by id.
     pub deliveries: BTreeMap<DeliveryId, Delivery>,
     /// An offset being written to the broker.
     pub committing: Option<i64>,
