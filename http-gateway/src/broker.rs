@@ -108,7 +108,8 @@ pub trait BrokerApi: Send + Sync + 'static {
     fn register_consumer(&self, group: &str, topics: &[String], start: StartFrom);
     /// Heartbeats to the masters of `topic` now, so brokers create the group's retry topic.
     fn announce(&self, topic: &str) -> impl Future<Output = ()> + Send;
-    /// The largest message body (bytes) the producers accept; larger ones are refused before sending.
+    /// The largest message body (bytes) the producers accept; larger ones are refused before
+    /// sending.
     fn max_message_size(&self) -> usize;
     /// Sends one message under the producer group `producer_group` (a configured producer),
     /// choosing the queue with `selector`.
@@ -186,7 +187,7 @@ pub trait BrokerApi: Send + Sync + 'static {
         msg: &MessageExt,
         broker_name: &str,
     ) -> impl Future<Output = BrokerResult<()>> + Send;
-    /// Stops heartbeats and closes connections (unregisters the client from brokers).
+    /// Unregisters the groups from the brokers, stops background tasks and closes connections.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
 }
 

@@ -207,8 +207,9 @@ impl Config {
     }
 
     /// Checks what the types cannot: a name server is set, credentials come in pairs,
-    /// `max_wait_seconds` ≤ 300, names are unique, topics are valid, pull sizes and timeouts are in
-    /// range, CORS origins are origins. Call it after [`Config::apply`].
+    /// `max_wait_seconds` ≤ 300, names are unique, topics are valid, pull sizes and timeouts are
+    /// in range, CORS origins are origins, the Aliyun settings hold. Call it after
+    /// [`Config::apply`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.namesrv.is_empty() {

@@ -22,8 +22,8 @@ use crate::request_id::RequestId;
 /// instead of failing the fetch.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AckInfo {
-    /// An HTTP-like status: 200 acked, 400 a malformed or altered requestId, 409 stale or moved,
-    /// 500 the commit failed (the batch comes again).
+    /// An HTTP-like status: 200 acked, 400 a requestId naming offsets its lease or queue does not
+    /// have, 409 stale or moved, 500 the commit failed (the batch comes again).
     pub status: u16,
     /// What happened, for people reading logs.
     pub message: String,
@@ -37,7 +37,7 @@ pub struct QueueInfo {
     pub message_queue: MessageQueueView,
     /// The queue's max offset when pulled (one past its last message).
     pub max_offset: i64,
-    /// The committed offset the batch starts at.
+    /// The offset the batch starts at.
     pub committed_offset: i64,
     /// The batch's lease (its delivery id, MQ-Proxy's `lockTime`).
     pub lock_timestamp: i64,

@@ -91,8 +91,8 @@ impl Scope {
 }
 
 /// The gateway service: the configured producers and consumers, their scopes, and the broker
-/// I/O and waiting the engine needs. The HTTP front ends call its methods; one per process,
-/// shared behind an [`Arc`].
+/// I/O and waiting the engine needs. The HTTP front ends share it behind an [`Arc`] and call
+/// its methods.
 pub struct Gateway<B: BrokerApi> {
     broker: B,
     clock: Arc<dyn Clock>,
@@ -171,7 +171,7 @@ impl<B: BrokerApi> Gateway<B> {
         &self.broker
     }
 
-    /// The client id this instance locks queues under (unique per gateway process).
+    /// The client id this instance locks queues under ([`BrokerApi::instance_id`]).
     pub fn instance_id(&self) -> &str {
         &self.instance_id
     }
