@@ -16,7 +16,7 @@ pub struct Config {
     /// Name server addresses (`host:port`); at least one is required.
     #[serde(default)]
     pub namesrv: Vec<String>,
-    /// AccessKey for the broker's ACL, sent with every request; set together with `secret_key`.
+    /// AccessKey for the brokers' ACL: requests are signed with it; set with `secret_key`.
     #[serde(default)]
     pub access_key: Option<String>,
     /// SecretKey signing broker requests under `access_key`.
@@ -290,17 +290,17 @@ impl Config {
 /// What the binary's flags and environment variables may override.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// The listen address (`--listen`, `RMQ_GATEWAY_LISTEN`).
+    /// Replaces [`Config::listen`] (`--listen`, `RMQ_GATEWAY_LISTEN`).
     pub listen: Option<String>,
-    /// Name servers, separated by `;` or `,`.
+    /// Replaces [`Config::namesrv`]: addresses separated by `;` or `,`.
     pub namesrv: Option<String>,
-    /// Broker AccessKey.
+    /// Replaces [`Config::access_key`].
     pub access_key: Option<String>,
-    /// Broker SecretKey.
+    /// Replaces [`Config::secret_key`].
     pub secret_key: Option<String>,
-    /// The admin bearer token.
+    /// Replaces [`Config::admin_token`].
     pub admin_token: Option<String>,
-    /// Upper bound of `waitSeconds`.
+    /// Replaces [`Config::max_wait_seconds`].
     pub max_wait_seconds: Option<u64>,
     /// Comma-separated origins, or `*`; an empty string turns CORS off.
     pub cors_origins: Option<String>,

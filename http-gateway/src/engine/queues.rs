@@ -16,7 +16,7 @@ pub struct QueueKey {
 }
 
 impl QueueKey {
-    /// Builds a key; `broker_name` is taken by value or converted.
+    /// The key of queue `queue_id` on `broker_name`, of the retry topic if `retry`.
     pub fn new(retry: bool, broker_name: impl Into<String>, queue_id: i32) -> Self {
         QueueKey {
             retry,
