@@ -26,8 +26,10 @@ pub enum BrokerError {
     /// The request may or may not have taken effect (timeout or disconnect after sending).
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// The topic has no route on the name server (and was not auto-created).
     #[error("topic {0} does not exist")]
     TopicNotExist(String),
+    /// Any other failure (broker error code, no route to the broker, ...); the message says which.
     #[error("{0}")]
     Failed(String),
 }
@@ -48,32 +50,50 @@ impl From<ClientError> for BrokerError {
     }
 }
 
+/// What every [`BrokerApi`] call returns.
 pub type BrokerResult<T> = Result<T, BrokerError>;
 
+/// How a pull ended (the broker's PULL_* response codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullStatus {
+    /// Messages were returned.
     Found,
+    /// The queue has no message at the requested offset yet.
     NoNewMsg,
+    /// Messages were there but none matched the subscription (filtered out).
     NoMatchedMsg,
+    /// The requested offset is outside the queue's stored range; the committed offset needs
+    /// correcting to `next_begin_offset`.
     OffsetIllegal,
 }
 
+/// What one pull of one queue returned.
 #[derive(Debug, Clone)]
 pub struct Pulled {
+    /// How it ended.
     pub status: PullStatus,
+    /// Where the next pull of this queue should start.
     pub next_begin_offset: i64,
+    /// The queue's max offset (one past its last message), for the backlog.
     pub max_offset: i64,
+    /// The messages pulled, in offset order (empty unless `Found`).
     pub messages: Vec<MessageExt>,
 }
 
+/// What a send returned.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// The broker's send status (`SEND_OK`, `FLUSH_DISK_TIMEOUT`, ...).
     pub status: &'static str,
+    /// The message's unique id (`UNIQ_KEY`); comma-joined for a batch.
     pub msg_id: String,
+    /// The broker's offset id (store host and commit-log offset); comma-joined for a batch.
     pub offset_msg_id: String,
+    /// The queue the message (or batch) went to.
     pub queue: MessageQueue,
     /// Offset of the (first) message in its queue.
     pub queue_offset: i64,
+    /// The broker's region (`MSG_REGION`), when it reports one.
     pub region_id: Option<String>,
 }
 
@@ -88,7 +108,11 @@ pub trait BrokerApi: Send + Sync + 'static {
     fn register_consumer(&self, group: &str, topics: &[String], start: StartFrom);
     /// Heartbeats to the masters of `topic` now, so brokers create the group's retry topic.
     fn announce(&self, topic: &str) -> impl Future<Output = ()> + Send;
+    /// The largest message body (bytes) the producers accept; larger ones are refused before
+    /// sending.
     fn max_message_size(&self) -> usize;
+    /// Sends one message under the producer group `producer_group` (a configured producer),
+    /// choosing the queue with `selector`.
     fn send(
         &self,
         producer_group: &str,
@@ -101,6 +125,8 @@ pub trait BrokerApi: Send + Sync + 'static {
         producer_group: &str,
         msgs: Vec<Message>,
     ) -> impl Future<Output = BrokerResult<Sent>> + Send;
+    /// Pulls up to `max` messages of `mq` from `offset` for `group`; the broker does not commit
+    /// anything (the gateway commits offsets itself).
     fn pull(
         &self,
         group: &str,
@@ -116,6 +142,7 @@ pub trait BrokerApi: Send + Sync + 'static {
         broker_name: &str,
         mqs: &[MessageQueue],
     ) -> impl Future<Output = BrokerResult<Vec<MessageQueue>>> + Send;
+    /// UNLOCK_BATCH_MQ: gives up `client_id`'s locks on `mqs` so another instance can take them.
     fn unlock(
         &self,
         group: &str,
@@ -123,18 +150,22 @@ pub trait BrokerApi: Send + Sync + 'static {
         broker_name: &str,
         mqs: &[MessageQueue],
     ) -> impl Future<Output = BrokerResult<()>> + Send;
+    /// The committed offset of `group` on `mq`; `None` if the group never committed one.
     fn query_offset(
         &self,
         group: &str,
         mq: &MessageQueue,
     ) -> impl Future<Output = BrokerResult<Option<i64>>> + Send;
+    /// Writes the committed offset of `group` on `mq`.
     fn commit_offset(
         &self,
         group: &str,
         mq: &MessageQueue,
         offset: i64,
     ) -> impl Future<Output = BrokerResult<()>> + Send;
+    /// The queue's max offset: one past its last message.
     fn max_offset(&self, mq: &MessageQueue) -> impl Future<Output = BrokerResult<i64>> + Send;
+    /// The queue's min offset: its first message still stored.
     fn min_offset(&self, mq: &MessageQueue) -> impl Future<Output = BrokerResult<i64>> + Send;
     /// The first offset stored at or after `timestamp_ms`.
     fn search_offset(
@@ -156,6 +187,7 @@ pub trait BrokerApi: Send + Sync + 'static {
         msg: &MessageExt,
         broker_name: &str,
     ) -> impl Future<Output = BrokerResult<()>> + Send;
+    /// Unregisters the groups from the brokers, stops background tasks and closes connections.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
 }
 
@@ -166,6 +198,9 @@ pub struct ClientBroker {
 }
 
 impl ClientBroker {
+    /// Starts the rmq-client client (name servers, ACL credentials from `config`) under
+    /// `instance_name` and one producer per configured producer group (topics auto-created on
+    /// send).
     pub fn start(config: &Config, instance_name: String) -> BrokerResult<Self> {
         let mut cc = ClientConfig::new(&config.namesrv.join(";"));
         cc.credentials = match (&config.access_key, &config.secret_key) {
@@ -191,6 +226,7 @@ impl ClientBroker {
         Ok(ClientBroker { client, producers })
     }
 
+    /// The underlying client, for calls outside [`BrokerApi`] (administration, tests).
     pub fn client(&self) -> &MQClient {
         &self.client
     }

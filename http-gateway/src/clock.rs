@@ -4,11 +4,13 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Where the service reads the time from; one per gateway, shared.
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
 }
 
+/// The wall clock ([`SystemTime`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -26,14 +28,17 @@ impl Clock for SystemClock {
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
+    /// A clock standing at `start_ms` (ms since the epoch).
     pub fn new(start_ms: i64) -> Self {
         ManualClock(AtomicI64::new(start_ms))
     }
 
+    /// Moves the clock forward by `ms`.
     pub fn advance(&self, ms: i64) {
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
 
+    /// Sets the clock to `ms`, forwards or backwards.
     pub fn set(&self, ms: i64) {
         self.0.store(ms, Ordering::SeqCst);
     }

@@ -4,20 +4,28 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// The gateway's settings: where it listens, which name servers it uses, and the producers and
+/// consumers it serves (each by name). Build with [`Config::from_toml`]/[`Config::load`], layer
+/// [`Overrides`] with [`Config::apply`], then [`Config::validate`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The HTTP listen address (`host:port`); `127.0.0.1:8080` by default.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Name server addresses (`host:port`); at least one is required.
     #[serde(default)]
     pub namesrv: Vec<String>,
+    /// AccessKey for the brokers' ACL: requests are signed with it; set with `secret_key`.
     #[serde(default)]
     pub access_key: Option<String>,
+    /// SecretKey signing broker requests under `access_key`.
     #[serde(default)]
     pub secret_key: Option<String>,
     /// Serve the stated producers and consumers only (true), as the file is the contract.
     #[serde(default, rename = "producer")]
     pub producers: Vec<ProducerConfig>,
+    /// The consumers callers may use, each by its name.
     #[serde(default, rename = "consumer")]
     pub consumers: Vec<ConsumerConfig>,
     /// Enables `POST /mq/consumer/config` for callers sending `Authorization: Bearer <token>`.
@@ -35,40 +43,56 @@ pub struct Config {
     pub aliyun: crate::api::aliyun::AliyunConfig,
 }
 
+/// A producer callers may send through, by name (MQ-Proxy's `producer` parameter).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerConfig {
+    /// The name callers use; unique among producers.
     pub name: String,
+    /// The topic every message of this producer goes to.
     pub topic: String,
     /// Producer group announced to brokers; the name by default.
     #[serde(default)]
     pub group: Option<String>,
 }
 
+/// How a consumer's messages are shared among its callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// One broker group: each message goes to one caller.
     Clustering,
+    /// Each clientId is its own broker group (`<group>_<clientId>`) and sees every message.
     #[serde(alias = "broadcasting")]
     Broadcast,
 }
 
+/// Where a group with no committed offset on a queue starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
+    /// The queue's first message still stored (its min offset).
     Earliest,
+    /// Only messages stored from now on (the queue's max offset).
     Latest,
 }
 
+/// A consumer callers may fetch from, by name (MQ-Proxy's `consumer` parameter).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
+    /// The name callers use; unique among consumers.
     pub name: String,
+    /// The topic consumed (and its `%RETRY%` topic).
     pub topic: String,
+    /// Clustering (default) or broadcast.
     #[serde(default = "default_mode")]
     pub mode: Mode,
+    /// Most messages one pull asks a queue for (a batch): 1..=128, 32 by default.
     #[serde(default = "default_pull_size")]
     pub max_pull_size: u32,
+    /// How long a fetched message stays invisible before it is handed out again, in ms; at least
+    /// 1000, 300000 (5 minutes) by default.
     #[serde(default = "default_timeout")]
     pub consume_timeout_ms: u64,
     /// Where a group with no committed offset starts (the guide says the earliest).
@@ -88,11 +112,15 @@ pub struct ConsumerConfig {
     pub max_deliveries: Option<u32>,
 }
 
+/// The file's `queue_mode`: how a consumer's queues hand out messages (see
+/// [`crate::engine::QueueMode`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueModeConfig {
+    /// One batch per queue at a time (the default; what MQ-Proxy's requestId ack needs).
     #[default]
     Exclusive,
+    /// Overlapping deliveries, each message invisible until its own deadline.
     Shared,
 }
 
@@ -115,25 +143,33 @@ fn default_max_wait() -> u64 {
     30
 }
 
+/// Why the configuration cannot be used; the message names the setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The path as given.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid TOML, or does not fit the schema (unknown keys are refused).
     #[error("invalid config: {0}")]
     Parse(#[from] toml::de::Error),
+    /// A value is out of range or settings contradict each other.
     #[error("invalid config: {0}")]
     Invalid(String),
 }
 
 impl Config {
+    /// Parses a configuration file's text (no validation: see [`Config::validate`]).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let c: Config = toml::from_str(text)?;
         Ok(c)
     }
 
+    /// Reads and parses the file at `path` (no validation).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -170,6 +206,10 @@ impl Config {
         }
     }
 
+    /// Checks what the types cannot: a name server is set, credentials come in pairs,
+    /// `max_wait_seconds` ≤ 300, names are unique, topics are valid, pull sizes and timeouts are
+    /// in range, CORS origins are origins, the Aliyun settings hold. Call it after
+    /// [`Config::apply`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.namesrv.is_empty() {
@@ -250,19 +290,28 @@ impl Config {
 /// What the binary's flags and environment variables may override.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// Replaces [`Config::listen`] (`--listen`, `RMQ_GATEWAY_LISTEN`).
     pub listen: Option<String>,
+    /// Replaces [`Config::namesrv`]: addresses separated by `;` or `,`.
     pub namesrv: Option<String>,
+    /// Replaces [`Config::access_key`].
     pub access_key: Option<String>,
+    /// Replaces [`Config::secret_key`].
     pub secret_key: Option<String>,
+    /// Replaces [`Config::admin_token`].
     pub admin_token: Option<String>,
+    /// Replaces [`Config::max_wait_seconds`].
     pub max_wait_seconds: Option<u64>,
     /// Comma-separated origins, or `*`; an empty string turns CORS off.
     pub cors_origins: Option<String>,
     /// One more AccessKey pair for the Aliyun MQ HTTP API.
     pub aliyun_access_key_id: Option<String>,
+    /// The SecretKey of `aliyun_access_key_id`; the pair is added only when both are set.
     pub aliyun_access_key_secret: Option<String>,
 }
 
+/// Splits a `;`- or `,`-separated list (RocketMQ's namesrv address format), trimming spaces and
+/// dropping empty entries.
 pub fn split_addrs(v: &str) -> Vec<String> {
     v.split([';', ','])
         .map(str::trim)

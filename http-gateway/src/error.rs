@@ -20,6 +20,7 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// The status code MQ-Proxy puts in the body's `status` for this class.
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::BadRequest(_) => 400,
@@ -29,6 +30,7 @@ impl GatewayError {
         }
     }
 
+    /// A [`GatewayError::BadRequest`] with `msg`.
     pub fn bad(msg: impl Into<String>) -> Self {
         GatewayError::BadRequest(msg.into())
     }

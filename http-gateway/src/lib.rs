@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `rmq-gateway`: RocketMQ over HTTP with MQ-Proxy/MQCloud's `/mq/*` API.
 //!
 //! [`engine`] is the sans-IO core (queue table with per-message receipts, broker-lock

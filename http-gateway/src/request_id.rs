@@ -7,20 +7,31 @@ use base64::Engine;
 
 use crate::engine::{AckToken, QueueKey};
 
+/// A decoded requestId: the batch it acks (queue, first offset, end) and the lease it was
+/// handed out under. Opaque to callers; [`RequestId::encode`] and [`RequestId::decode`] are
+/// inverse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId {
+    /// The queue the batch came from (`retry` from the seventh field).
     pub queue: QueueKey,
+    /// The batch's first offset: the committed offset the ack expects.
     pub offset: i64,
+    /// Where the batch ends (the pull's nextBeginOffset): the offset the ack commits.
     pub next_offset: i64,
+    /// The lease (delivery id) the batch was handed out under.
     pub lock_time: i64,
+    /// MQ-Proxy's forceAck: commit `next_offset` even if the committed offset moved.
     pub force: bool,
 }
 
+/// Why a requestId was refused (names the field at fault); the caller gets a 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed requestId: {0}")]
 pub struct BadRequestId(pub &'static str);
 
 impl RequestId {
+    /// The requestId text (URL-safe base64 with padding); the sixth and seventh fields only when
+    /// needed, so plain batches read as MQ-Proxy's.
     pub fn encode(&self) -> String {
         let mut s = format!(
             "{},{},{},{},{}",
@@ -39,6 +50,8 @@ impl RequestId {
         URL_SAFE.encode(s)
     }
 
+    /// Parses a requestId from a caller: padding optional, at most 1024 characters, offsets in
+    /// order (unless forced), queue id not negative.
     pub fn decode(text: &str) -> Result<Self, BadRequestId> {
         let text = text.trim();
         if text.is_empty() || text.len() > 1024 {
@@ -83,6 +96,7 @@ impl RequestId {
         })
     }
 
+    /// What the engine's batch ack needs ([`crate::engine::ScopeTable::ack_batch`]).
     pub fn ack_token(&self) -> AckToken {
         AckToken {
             offset: self.offset,

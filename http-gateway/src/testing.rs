@@ -17,6 +17,7 @@ use crate::broker::{
 use crate::clock::Clock;
 use crate::config::StartFrom;
 
+/// The one broker name every queue of a [`MemBroker`] has.
 pub const BROKER_NAME: &str = "mem-broker";
 /// How long the broker keeps a lock that is not renewed (as RocketMQ brokers do).
 pub const LOCK_EXPIRY_MS: i64 = 60_000;
@@ -35,6 +36,8 @@ struct Inner {
     commits: u64,
 }
 
+/// The in-memory broker: topics, offsets and locks shared by its [`MemClient`]s, on the time of
+/// the clock it was given.
 pub struct MemBroker {
     clock: Arc<dyn Clock>,
     queues_per_topic: i32,
@@ -42,6 +45,7 @@ pub struct MemBroker {
 }
 
 impl MemBroker {
+    /// An empty broker on `clock`'s time; every topic gets `queues_per_topic` queues.
     pub fn new(clock: Arc<dyn Clock>, queues_per_topic: i32) -> Arc<Self> {
         Arc::new(MemBroker {
             clock,
@@ -58,6 +62,8 @@ impl MemBroker {
         }
     }
 
+    /// Creates `topic` with the broker's number of queues (nothing if it exists), as a broker with
+    /// auto-create would.
     pub fn create_topic(&self, topic: &str) {
         let n = self.queues_per_topic as usize;
         self.inner
@@ -80,6 +86,7 @@ impl MemBroker {
             .unwrap_or(0)
     }
 
+    /// The committed offset of `group` on queue `queue_id` of `topic`; `None` if never committed.
     pub fn committed(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
         let mq = MessageQueue::new(topic, BROKER_NAME, queue_id);
         self.inner
@@ -176,6 +183,7 @@ pub struct MemClient {
 }
 
 impl MemClient {
+    /// The shared broker behind this client, to inspect or fail it.
     pub fn broker(&self) -> &Arc<MemBroker> {
         &self.broker
     }

@@ -2,6 +2,7 @@
 //! MQ-Proxy/MQCloud's `/mq/*` API, [`aliyun`] the Aliyun MQ HTTP API beside it. [`app`]
 //! wraps the routes of every API in [`cors`].
 
+#[allow(missing_docs)] // documented with the Aliyun consume work
 pub mod aliyun;
 pub mod cors;
 pub mod mqproxy;
@@ -47,6 +48,7 @@ pub fn app(routes: Router, cors_allowed_origins: &[String]) -> Router {
 /// Why a request failed, as MQ-Proxy answers it: HTTP 200 with the status in the body.
 #[derive(Debug)]
 pub enum ApiError {
+    /// A service error, answered in the envelope with its status ([`GatewayError::status`]).
     Gateway(GatewayError),
     /// An answer of its own, as is (not the envelope).
     Http(Response),
@@ -61,9 +63,13 @@ impl From<GatewayError> for ApiError {
 /// MQ-Proxy's envelope: `{"status","message","result"}`.
 #[derive(Serialize)]
 pub struct Envelope<T: Serialize> {
+    /// 200 for success, else the error's ([`GatewayError::status`]: 400, 403, 300, 500); the HTTP
+    /// status is 200 either way.
     pub status: u16,
+    /// The error's text; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The call's answer; absent on error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<T>,
 }
@@ -100,7 +106,9 @@ fn bad(msg: impl Into<String>) -> GatewayError {
 /// headers and the peer address for what the API reads from them.
 pub struct Params {
     values: HashMap<String, Value>,
+    /// The request's headers (client address, cookies, authorization, forwarding).
     pub headers: HeaderMap,
+    /// The TCP peer, when the server was started with connect info.
     pub peer: Option<SocketAddr>,
 }
 
@@ -158,10 +166,13 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 impl Params {
+    /// The raw value of `k` (JSON from a JSON body, else a string).
     pub fn get(&self, k: &str) -> Option<&Value> {
         self.values.get(k)
     }
 
+    /// `k` as text: strings as is, other JSON values as their JSON text; `None` if absent or
+    /// null.
     pub fn str(&self, k: &str) -> Option<String> {
         match self.values.get(k)? {
             Value::Null => None,
@@ -175,10 +186,13 @@ impl Params {
         self.str(k).filter(|s| !s.is_empty())
     }
 
+    /// A non-empty string parameter, or a 400 naming it.
     pub fn required(&self, k: &str) -> Result<String, GatewayError> {
         self.opt(k).ok_or_else(|| bad(format!("{k} is required")))
     }
 
+    /// An integer parameter (surrounding spaces allowed); `None` if absent or blank, a 400 if not
+    /// an integer.
     pub fn int(&self, k: &str) -> Result<Option<i64>, GatewayError> {
         match self.str(k).filter(|s| !s.trim().is_empty()) {
             None => Ok(None),
@@ -200,6 +214,7 @@ impl Params {
         }
     }
 
+    /// A boolean switch: `true`, `1` or `yes` is on; anything else, or absence, is off.
     pub fn flag(&self, k: &str) -> bool {
         matches!(self.str(k).as_deref(), Some("true" | "1" | "yes"))
     }
@@ -214,6 +229,7 @@ impl Params {
         }
     }
 
+    /// The value of cookie `name` from the `Cookie` headers.
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.headers
             .get_all(header::COOKIE)
@@ -260,6 +276,7 @@ impl Params {
         })
     }
 
+    /// The `Authorization` header, if present and ASCII.
     pub fn authorization(&self) -> Option<&str> {
         self.headers
             .get(header::AUTHORIZATION)

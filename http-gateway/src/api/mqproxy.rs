@@ -24,6 +24,8 @@ use crate::service::{ConsumerConfigChange, FetchRequest, FetchResult, Gateway, P
 type Gw<B> = State<Arc<Gateway<B>>>;
 type ApiResult = Result<Response, ApiError>;
 
+/// MQ-Proxy's routes (`/mq/produce`, `/mq/produce/batch`, `/mq/message`, `/mq/ack`,
+/// `/mq/unlock`, the queue offset reports, `/mq/consumer/config`) and `/health`, over `gw`.
 pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Router {
     Router::new()
         .route("/mq/produce", post(produce::<B>))

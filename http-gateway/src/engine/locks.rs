@@ -19,7 +19,10 @@ pub const HELD_ELSEWHERE_MS: i64 = 5_000;
 /// A broker lock this instance holds for a queue of a scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
+    /// When the broker last granted or renewed it (ms since the epoch); trusted for
+    /// [`LOCK_TRUST_MS`] after.
     pub renewed_at: i64,
+    /// Since when no delivery has used the queue; the lock goes back after [`IDLE_UNLOCK_MS`].
     pub idle_since: Option<i64>,
 }
 
@@ -44,6 +47,7 @@ pub struct LockPlan {
     pub release: Vec<QueueKey>,
 }
 
+/// The broker locks of one scope on this instance: held, and being given back.
 #[derive(Debug, Default)]
 pub struct BrokerLocks {
     held: HashMap<QueueKey, Held>,
@@ -51,6 +55,8 @@ pub struct BrokerLocks {
 }
 
 impl BrokerLocks {
+    /// Whether `key` may be served now on the strength of the lock this instance holds, or the
+    /// broker must be asked.
     pub fn check(&self, key: &QueueKey, now: i64) -> LockCheck {
         if self.releasing.contains(key) {
             return LockCheck::Releasing;
@@ -133,6 +139,7 @@ impl BrokerLocks {
         v
     }
 
+    /// Every lock held, with its state (for reports and tests).
     pub fn held(&self) -> impl Iterator<Item = (&QueueKey, &Held)> {
         self.held.iter()
     }

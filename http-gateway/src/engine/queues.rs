@@ -7,12 +7,16 @@ use std::collections::BTreeMap;
 /// A queue of a scope: the consumer's topic, or its `%RETRY%` topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueKey {
+    /// Whether this is the `%RETRY%<group>` topic rather than the consumer's topic.
     pub retry: bool,
+    /// The broker holding the queue (a route's brokerName).
     pub broker_name: String,
+    /// The queue's number on that broker.
     pub queue_id: i32,
 }
 
 impl QueueKey {
+    /// The key of queue `queue_id` on `broker_name`, of the retry topic if `retry`.
     pub fn new(retry: bool, broker_name: impl Into<String>, queue_id: i32) -> Self {
         QueueKey {
             retry,
@@ -40,14 +44,19 @@ pub enum QueueMode {
 /// Proof of one delivery of one message: the only thing that can ack it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Receipt {
+    /// The queue the message was pulled from.
     pub queue: QueueKey,
+    /// The message's offset in that queue.
     pub offset: i64,
+    /// The delivery that handed it out; a later delivery of the same message makes this
+    /// receipt stale.
     pub delivery: DeliveryId,
 }
 
 /// A message handed out and not yet committed past.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlight {
+    /// The delivery that last handed it out (its receipts are the current ones).
     pub delivery: DeliveryId,
     /// Invisible until then; handed out again after it (unless acked).
     pub deadline: i64,
@@ -60,42 +69,53 @@ pub struct InFlight {
 /// One hand-out of messages from a queue, kept while any of its messages is in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// Its id; the messages it handed out name it in [`InFlight::delivery`].
     pub id: DeliveryId,
     /// The offset the pull began at.
     pub from: i64,
     /// Where the pull ended (the broker's nextBeginOffset).
     pub end: i64,
+    /// When the claim began (ms since the epoch), for the lease's age.
     pub started: i64,
+    /// When its messages become visible again (ms since the epoch).
     pub deadline: i64,
+    /// The client that fetched it, shown in queue views.
     pub client_ip: Option<String>,
 }
 
 /// A queue reserved for one pull that is under way (the I/O happens outside).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
+    /// The delivery this pull becomes if it hands anything out.
     pub id: DeliveryId,
     /// Where to pull from: the lowest message to hand out again, else the cursor.
     pub from: i64,
     /// The broker's committed offset must be read first (see [`ScopeTable::rebase`]).
     pub needs_offset: bool,
+    /// When the claim began (ms since the epoch).
     pub started: i64,
     /// The deadline of the messages this pull hands out; the claim itself lapses then too, so a
     /// pull abandoned halfway (a dropped request) cannot hold the queue forever.
     pub deadline: i64,
+    /// The client fetching, recorded on the delivery.
     pub client_ip: Option<String>,
 }
 
 /// A message a pull hands out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handed {
+    /// The receipt the consumer acks it with.
     pub receipt: Receipt,
+    /// How many times it has been handed out, this time included (1 the first time).
     pub count: u32,
+    /// Invisible until then (ms since the epoch).
     pub deadline: i64,
 }
 
 /// What a pull hands out, and the messages handed out too often already.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullOutcome {
+    /// The messages to return to the consumer, in the order pulled.
     pub handed: Vec<Handed>,
     /// Over the maximum delivery count: in flight under this delivery, for the driver to send to
     /// the dead-letter queue and then ack. If it does not, they come back at the deadline.
@@ -103,11 +123,14 @@ pub struct PullOutcome {
 }
 
 impl PullOutcome {
+    /// Whether anything came back at all, to hand out or to dead-letter (an empty pull marks the
+    /// queue empty for a while).
     pub fn found(&self) -> bool {
         !self.handed.is_empty() || !self.exhausted.is_empty()
     }
 }
 
+/// The state of one queue of a scope; see the module documentation of [`crate::engine`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueState {
     /// Committed offset as last read from or written to the broker; `None` until known.
@@ -116,14 +139,20 @@ pub struct QueueState {
     pub max_offset: i64,
     /// The first offset never handed out; `None` until known.
     pub cursor: Option<i64>,
+    /// The pull under way, if any; it lapses at its deadline.
     pub claim: Option<Claim>,
+    /// Messages handed out and not yet committed past, by offset.
     pub in_flight: BTreeMap<i64, InFlight>,
+    /// Open deliveries: those with a message in flight, by id.
     pub deliveries: BTreeMap<DeliveryId, Delivery>,
     /// An offset being written to the broker.
     pub committing: Option<i64>,
     /// The newest delivery still open (the current lease in exclusive mode).
     pub latest: Option<DeliveryId>,
+    /// When a message of this queue was last handed out (ms since the epoch), for queue views and
+    /// to rotate between queues of equal backlog.
     pub last_consume_ms: Option<i64>,
+    /// The client the last delivery went to, for queue views.
     pub last_client_ip: Option<String>,
     /// Another gateway instance holds the broker lock; do not try before this time.
     pub held_elsewhere_until: Option<i64>,
@@ -133,6 +162,8 @@ pub struct QueueState {
 }
 
 impl QueueState {
+    /// Messages on the broker not yet committed past: `max_offset - committed`, or all of them
+    /// while the committed offset is unknown. Never negative.
     pub fn backlog(&self) -> i64 {
         match self.committed {
             Some(c) => (self.max_offset - c).max(0),
@@ -222,8 +253,11 @@ impl QueueState {
 /// What the caller asks a batch ack to do, decoded from a requestId.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckToken {
+    /// The batch's first offset: the committed offset must still be here (unless `force`).
     pub offset: i64,
+    /// Where the batch ends (the pull's nextBeginOffset): the offset to commit.
     pub next_offset: i64,
+    /// The delivery the requestId names; must be the queue's current lease.
     pub lock_time: i64,
     /// After OFFSET_ILLEGAL the committed offset is overwritten whatever it was.
     pub force: bool,
@@ -232,7 +266,9 @@ pub struct AckToken {
 /// Write `to` to the broker, then call [`ScopeTable::finish_commit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Commit {
+    /// The committed offset the commit replaces.
     pub from: i64,
+    /// The offset to write: the lowest offset not yet acked.
     pub to: i64,
 }
 
@@ -240,18 +276,32 @@ pub struct Commit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AckOutcome {
     /// Write `to` to the broker, then call `finish_commit`.
-    Commit { from: i64, to: i64 },
+    Commit {
+        /// The committed offset the commit replaces.
+        from: i64,
+        /// The batch's end: the offset to write.
+        to: i64,
+    },
     /// The batch was empty; the lease is released.
     Released,
     /// No lease: already acked, unlocked, or this instance never served it.
     LockNotExist,
     /// The queue was leased again since (the ack came after the timeout and someone else
     /// holds it now); nothing moves.
-    Stale { current_lock_time: i64 },
+    Stale {
+        /// The lease the queue is under now.
+        current_lock_time: i64,
+    },
     /// The committed offset is no longer the batch's first offset.
-    OffsetMoved { committed: Option<i64> },
+    OffsetMoved {
+        /// The committed offset now (`None` if unknown).
+        committed: Option<i64>,
+    },
     /// The token's batch end is not where the lease's pull ended (an altered requestId).
-    Mismatch { expected: i64 },
+    Mismatch {
+        /// Where the lease's pull ended.
+        expected: i64,
+    },
 }
 
 /// The outcome of acking one receipt.
@@ -265,17 +315,25 @@ pub enum ReceiptOutcome {
     /// Not in flight: acked already, committed past, or never handed out.
     Unknown,
     /// The message was handed out again since, under a newer receipt.
-    Stale { current: DeliveryId },
+    Stale {
+        /// The delivery whose receipt is current.
+        current: DeliveryId,
+    },
     /// The deadline passed: the message is visible again and will be handed out again.
     Expired,
 }
 
+/// Why a queue cannot be claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseError {
+    /// The scope has no such queue (not in the route, or not loaded yet).
     UnknownQueue,
+    /// Someone holds the queue now (see [`QueueMode`]): try another queue or later.
     Busy,
 }
 
+/// The queue table of one scope: claims, deliveries, acks and commits of all its queues; see
+/// the module documentation of [`crate::engine`].
 #[derive(Debug)]
 pub struct ScopeTable {
     mode: QueueMode,
@@ -289,6 +347,7 @@ impl Default for ScopeTable {
 }
 
 impl ScopeTable {
+    /// An empty table whose queues hand out messages in `mode`.
     pub fn new(mode: QueueMode) -> Self {
         ScopeTable {
             mode,
@@ -296,6 +355,7 @@ impl ScopeTable {
         }
     }
 
+    /// How this table's queues hand out messages.
     pub fn mode(&self) -> QueueMode {
         self.mode
     }
@@ -312,10 +372,12 @@ impl ScopeTable {
         }
     }
 
+    /// The state of one queue, if the scope has it.
     pub fn get(&self, key: &QueueKey) -> Option<&QueueState> {
         self.queues.get(key)
     }
 
+    /// All queues with their state, in key order.
     pub fn queues(&self) -> impl Iterator<Item = (&QueueKey, &QueueState)> {
         self.queues.iter()
     }
@@ -709,6 +771,8 @@ impl ScopeTable {
         }
     }
 
+    /// Another gateway instance holds the queue's broker lock: skip it in [`Self::candidates`]
+    /// until `until` (ms since the epoch).
     pub fn mark_held_elsewhere(&mut self, key: &QueueKey, until: i64) {
         if let Some(s) = self.queues.get_mut(key) {
             s.held_elsewhere_until = Some(until);
@@ -770,6 +834,8 @@ impl ScopeTable {
         }
     }
 
+    /// Sets the max offset read from the broker, so the backlog (and the choice of queue) is
+    /// current.
     pub fn set_max_offset(&mut self, key: &QueueKey, max: i64) {
         if let Some(s) = self.queues.get_mut(key) {
             s.max_offset = max;

@@ -1,6 +1,7 @@
 //! A token bucket for per-scope consume rate limits (MQCloud's `limitRate`, messages/s). Time is
 //! passed in; tokens may go negative after a large batch, which delays the next one.
 
+/// A token bucket: `per_sec` tokens a second, holding at most a second's worth (at least one).
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     per_sec: f64,
@@ -9,6 +10,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// A bucket of `per_sec` tokens a second (at least 0.001), starting full.
     pub fn new(per_sec: f64, now_ms: i64) -> Self {
         let per_sec = per_sec.max(0.001);
         RateLimiter {
@@ -19,6 +21,7 @@ impl RateLimiter {
         }
     }
 
+    /// The rate, tokens per second.
     pub fn per_sec(&self) -> f64 {
         self.per_sec
     }

@@ -11,9 +11,13 @@ use super::rate::RateLimiter;
 /// instance's memory: send the call to every instance.
 #[derive(Debug, Clone)]
 pub struct ScopeSettings {
+    /// Hand out nothing (fetches answer `PAUSED`) until resumed.
     pub paused: bool,
+    /// Most messages one pull asks a queue for.
     pub max_pull_size: u32,
+    /// How long a handed-out message stays invisible, in ms.
     pub consume_timeout_ms: u64,
+    /// The consume rate limit (messages per second); `None` is unlimited.
     pub rate: Option<RateLimiter>,
     /// Unique keys of messages to hand out again in `retryMsgList` (MQCloud's resend).
     pub resend: VecDeque<String>,
@@ -22,6 +26,7 @@ pub struct ScopeSettings {
 }
 
 impl ScopeSettings {
+    /// Settings of a new scope: not paused, no rate limit, no resends, unlimited deliveries.
     pub fn new(max_pull_size: u32, consume_timeout_ms: u64) -> Self {
         ScopeSettings {
             paused: false,
@@ -37,24 +42,33 @@ impl ScopeSettings {
 /// Whether a fetch may go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
+    /// The consumer is paused: answer `PAUSED` without pulling.
     Paused,
+    /// Over the rate limit: answer `RATE_LIMITED` without pulling.
     RateLimited,
     /// Go on; hand out this resent message first.
     Go {
+        /// The unique key of a message to resend, taken off the resend queue.
         resend: Option<String>,
     },
 }
 
+/// Everything the engine knows of one scope (see [`crate::engine`]); the driver keeps it under
+/// one lock.
 #[derive(Debug)]
 pub struct ScopeState {
+    /// The queues: offsets, claims, deliveries.
     pub table: ScopeTable,
+    /// The broker locks this instance holds (exclusive mode).
     pub locks: BrokerLocks,
+    /// Pause, rate limit, sizes and timeouts, resends.
     pub settings: ScopeSettings,
     /// When the queue set was last read from the route.
     pub queues_at: i64,
 }
 
 impl ScopeState {
+    /// A scope with no queues yet (the driver loads them from the route) under `settings`.
     pub fn new(mode: QueueMode, settings: ScopeSettings) -> Self {
         ScopeState {
             table: ScopeTable::new(mode),

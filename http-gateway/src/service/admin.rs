@@ -11,27 +11,47 @@ use crate::error::GatewayError;
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueOffsetView {
+    /// The queue.
     pub message_queue: MessageQueueView,
+    /// The broker's max offset (one past the last message).
     pub max_offset: i64,
+    /// The group's committed offset on the broker; `None` if it never committed one.
     pub committed_offset: Option<i64>,
+    /// Messages not yet committed past: `max_offset - committed_offset`, or `max_offset` with
+    /// no committed offset; never negative.
     pub backlog: i64,
+    /// The lease this instance holds on the queue (its current delivery id), if any.
     pub lock_timestamp: Option<i64>,
+    /// When this instance last handed out a message of the queue (ms since the epoch).
     pub last_consume_timestamp: Option<i64>,
+    /// The client that fetched it.
     pub last_consume_client_ip: Option<String>,
+    /// The broker group the offsets are read under (`<group>_<clientId>` for broadcast).
     pub broker_group: String,
 }
 
 /// The body of `/mq/consumer/config` (MQCloud's ConsumerConfigParam).
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerConfigChange {
+    /// The configured consumer's name.
     pub consumer: String,
+    /// A broadcast consumer's clientId: change only its settings; absent, all clientIds this
+    /// instance has seen.
     pub client_id: Option<String>,
+    /// New batch size (messages per pull), 1..=128.
     pub max_pull_size: Option<u32>,
+    /// New invisibility timeout in ms, 10000..=129600000 (10 s to 36 h).
     pub consume_timeout_ms: Option<u64>,
+    /// Stop (true) or resume (false) handing out messages on this instance.
     pub pause: Option<bool>,
+    /// Turn the rate limit on or off.
     pub rate_limit_enabled: Option<bool>,
+    /// The rate limit in messages per second, at least 1; setting it turns the limit on.
     pub limit_rate: Option<f64>,
+    /// Move the committed offset of every queue to the first message stored at or after this
+    /// time (ms since the epoch).
     pub reset_offset_timestamp: Option<i64>,
+    /// A message id (`UNIQ_KEY`) to hand out again with the next fetch, as a retry message.
     pub retry_msg_id: Option<String>,
 }
 

@@ -18,26 +18,40 @@ use crate::engine::{
 use crate::error::GatewayError;
 use crate::request_id::RequestId;
 
+/// The outcome of the requestId ack carried by a fetch, reported in the answer (`ackInfo`)
+/// instead of failing the fetch.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AckInfo {
+    /// An HTTP-like status: 200 acked, 400 a requestId naming offsets its lease or queue does not
+    /// have, 409 stale or moved, 500 the commit failed (the batch comes again).
     pub status: u16,
+    /// What happened, for people reading logs.
     pub message: String,
 }
 
+/// Where a batch came from (`queueInfo`): what the requestId encodes, spelled out.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueInfo {
+    /// The queue.
     pub message_queue: MessageQueueView,
+    /// The queue's max offset when pulled (one past its last message).
     pub max_offset: i64,
+    /// The offset the batch starts at.
     pub committed_offset: i64,
+    /// The batch's lease (its delivery id, MQ-Proxy's `lockTime`).
     pub lock_timestamp: i64,
 }
 
+/// A queue as the JSON answers show it.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageQueueView {
+    /// Its topic (the `%RETRY%` topic for retried messages).
     pub topic: String,
+    /// The broker holding it.
     pub broker_name: String,
+    /// Its number on that broker.
     pub queue_id: i32,
 }
 
@@ -54,11 +68,17 @@ impl From<&MessageQueue> for MessageQueueView {
 /// What `/mq/message` returns.
 #[derive(Debug)]
 pub struct FetchResult {
+    /// `FOUND`, `NO_NEW_MSG`, `PAUSED` or `RATE_LIMITED`.
     pub status: &'static str,
+    /// The token acking this batch (absent with no messages).
     pub request_id: Option<String>,
+    /// Messages from the consumer's topic.
     pub messages: Vec<MessageExt>,
+    /// Messages from its retry topic, and messages an administrator asked to resend.
     pub retry_messages: Vec<MessageExt>,
+    /// The outcome of the requestId this fetch acked, if it carried one.
     pub ack_info: Option<AckInfo>,
+    /// Where the batch came from (absent with no messages).
     pub queue_info: Option<QueueInfo>,
 }
 
@@ -75,11 +95,18 @@ impl FetchResult {
     }
 }
 
+/// One `/mq/message` call.
 pub struct FetchRequest {
+    /// The configured consumer's name.
     pub consumer: String,
+    /// The topic; must be the consumer's.
     pub topic: String,
+    /// The previous batch's token, acked before fetching (MQ-Proxy's ack-on-fetch).
     pub request_id: Option<RequestId>,
+    /// The caller of a broadcast consumer (required there, refused for clustering): it has its
+    /// own offsets.
     pub client_id: Option<String>,
+    /// The caller's address, shown in queue views.
     pub client_ip: Option<String>,
     /// Long polling: how long to wait for a message (bounded by `max_wait_seconds`).
     pub wait: Duration,

@@ -6,6 +6,7 @@ mod admin;
 mod consume;
 mod locks;
 mod produce;
+#[allow(missing_docs)] // documented with the Aliyun consume work
 mod receive;
 
 use std::collections::HashMap;
@@ -50,7 +51,9 @@ pub struct Scope {
     /// The group offsets and broker locks live under: the consumer's group, or
     /// `<group>_<clientId>` for a broadcast clientId.
     pub broker_group: String,
+    /// The consumer's topic.
     pub topic: String,
+    /// Its retry topic, `%RETRY%<broker_group>`, consumed alongside it.
     pub retry_topic: String,
     cfg: ConsumerConfig,
     state: Mutex<ScopeState>,
@@ -87,6 +90,9 @@ impl Scope {
     }
 }
 
+/// The gateway service: the configured producers and consumers, their scopes, and the broker
+/// I/O and waiting the engine needs. The HTTP front ends share it behind an [`Arc`] and call
+/// its methods.
 pub struct Gateway<B: BrokerApi> {
     broker: B,
     clock: Arc<dyn Clock>,
@@ -116,6 +122,8 @@ fn sanitize_group_part(s: &str) -> String {
 }
 
 impl<B: BrokerApi> Gateway<B> {
+    /// Builds the service for `config` over `broker`, reading time from `clock`. Nothing is sent
+    /// yet: a consumer's scope (and its broker registration) is set up on first use.
     pub fn new(config: &Config, broker: B, clock: Arc<dyn Clock>) -> Arc<Self> {
         let producers = config
             .producers
@@ -157,14 +165,18 @@ impl<B: BrokerApi> Gateway<B> {
         })
     }
 
+    /// The broker seam, for checks beyond the service's calls (tests read offsets and routes
+    /// through it).
     pub fn broker(&self) -> &B {
         &self.broker
     }
 
+    /// The client id this instance locks queues under ([`BrokerApi::instance_id`]).
     pub fn instance_id(&self) -> &str {
         &self.instance_id
     }
 
+    /// Upper bound of a fetch's `waitSeconds` (long polling), in seconds.
     pub fn max_wait_seconds(&self) -> u64 {
         self.max_wait_seconds
     }

@@ -11,12 +11,20 @@ use crate::error::GatewayError;
 /// What `/mq/produce` takes.
 #[derive(Debug, Default, Clone)]
 pub struct ProduceRequest {
+    /// The configured producer's name.
     pub producer: String,
+    /// The body; must not be empty.
     pub message: Bytes,
+    /// Message keys, separated by spaces (indexed by the broker for queries).
     pub keys: Option<String>,
+    /// The message's tag, for consumers' tag filters.
     pub tags: Option<String>,
+    /// Messages with the same order id go to the same queue (ordered per id); without one
+    /// queues take turns.
     pub order_id: Option<String>,
+    /// A broker delay level, 1..=18 (1 s up to 2 h).
     pub delay_level: Option<i64>,
+    /// Deliver at this time (ms since the epoch); excludes `delay_level`.
     pub delivery_timestamp: Option<i64>,
 }
 
@@ -67,6 +75,8 @@ impl<B: BrokerApi> Gateway<B> {
         })
     }
 
+    /// `/mq/produce`: sends one message of the producer's topic and wakes the topic's long-polling
+    /// fetches.
     pub async fn produce(&self, r: ProduceRequest) -> Result<Sent, GatewayError> {
         let p = self.producer(&r.producer)?;
         let msg = build_message(&p.topic, &r)?;
