@@ -86,6 +86,10 @@ pub struct ConsumerConfig {
     /// APIs); unlimited if absent.
     #[serde(default)]
     pub max_deliveries: Option<u32>,
+    /// Messages of one queue in flight beyond which nothing new is pulled from it (receipt-based
+    /// APIs); unlimited if absent.
+    #[serde(default)]
+    pub max_unacked_per_queue: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
