@@ -30,6 +30,11 @@ struct World {
 }
 
 fn world() -> World {
+    world_with("")
+}
+
+/// `extra`: more keys of the `[aliyun]` table.
+fn world_with(extra: &str) -> World {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -42,6 +47,7 @@ fn world() -> World {
 credentials = [{{ access_key_id = "ak", access_key_secret = "sk" }}]
 invisible_time_ms = {INVISIBLE_MS}
 max_reconsume_times = 2
+{extra}
 "#
     ))
     .unwrap();
@@ -113,6 +119,15 @@ impl World {
         self.call(
             Method::GET,
             &format!("/topics/{TOPIC}/messages?consumer={GROUP}&numOfMessages=16{extra}"),
+            "",
+        )
+        .await
+    }
+
+    async fn consume_n(&self, n: u32) -> Reply {
+        self.call(
+            Method::GET,
+            &format!("/topics/{TOPIC}/messages?consumer={GROUP}&numOfMessages={n}"),
             "",
         )
         .await
@@ -356,4 +371,25 @@ async fn an_oversized_body_is_answered_with_the_aliyun_error_document() {
     assert_eq!(r.status, 400, "{}", &r.body[..r.body.len().min(300)]);
     assert!(r.body.starts_with("<?xml"), "{}", r.body);
     assert_eq!(r.one("Code"), "InvalidArgument");
+}
+
+#[tokio::test]
+async fn a_full_unacked_window_holds_new_messages_of_its_queue_back() {
+    let w = world_with("max_unacked_per_queue = 2");
+    for i in 0..4 {
+        w.put(0, &format!("w{i}"), "T");
+    }
+    let r1 = w.consume_n(2).await;
+    assert_eq!(r1.all("MessageBody"), ["w0", "w1"]);
+    let full = w.consume_n(2).await;
+    assert_eq!(full.status, 404, "the window is full: {}", full.body);
+    // Acking the first moves the committed offset and frees one place.
+    assert_eq!(w.ack(&r1.all("ReceiptHandle")[..1]).await.status, 204);
+    let r2 = w.consume_n(2).await;
+    assert_eq!(r2.all("MessageBody")[0], "w2", "{}", r2.body);
+    // Due again, a message of a full window still comes back.
+    w.clock.advance(INVISIBLE_MS);
+    let r3 = w.consume_n(2).await;
+    assert_eq!(r3.all("MessageBody")[0], "w1", "{}", r3.body);
+    assert_eq!(r3.all("ConsumedTimes")[0], "2");
 }
