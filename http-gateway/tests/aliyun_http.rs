@@ -628,3 +628,108 @@ async fn consume_filter_ack_and_redelivery_on_the_broker() {
         r.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_a_group_without_handing_a_message_out_twice() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliS");
+    create_topic(&c, &format!("{NS}%{topic}")).await;
+    let a = Gateway::start(&creds()).await;
+    let b = Gateway::start(&creds()).await;
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    for i in 0..20 {
+        let r = call(
+            &a,
+            "POST",
+            &publish,
+            &message_xml(&format!("s{i}"), Some("T"), None),
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let group = unique("GID_S");
+    let consume =
+        format!("/topics/{topic}/messages?consumer={group}&numOfMessages=4&ns={NS}&tag=T");
+    let ack = format!("/topics/{topic}/messages?consumer={group}&ns={NS}");
+    let mut seen = HashMap::new();
+    let start = Instant::now();
+    while seen.len() < 20 && start.elapsed() < Duration::from_secs(30) {
+        for gw in [&a, &b] {
+            let r = call(gw, "GET", &consume, "", SK, 0).await;
+            if r.status != 200 {
+                continue;
+            }
+            let handles = all(&r.body, "ReceiptHandle");
+            for m in all(&r.body, "MessageBody") {
+                *seen.entry(m).or_insert(0) += 1;
+            }
+            // Each ack goes to the instance that delivered.
+            let mut body = String::from("<ReceiptHandles>");
+            for h in &handles {
+                body.push_str(&format!("<ReceiptHandle>{h}</ReceiptHandle>"));
+            }
+            body.push_str("</ReceiptHandles>");
+            let r = call(gw, "DELETE", &ack, &body, SK, 0).await;
+            assert_eq!(r.status, 204, "{}", r.body);
+        }
+    }
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "handed out twice: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_loses_nothing() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliK");
+    create_topic(&c, &format!("{NS}%{topic}")).await;
+    let a = Gateway::start(&creds()).await;
+    let b = Gateway::start(&creds()).await;
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    for i in 0..12 {
+        let r = call(
+            &a,
+            "POST",
+            &publish,
+            &message_xml(&format!("k{i}"), Some("T"), None),
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let group = unique("GID_K");
+    let consume =
+        format!("/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&tag=T");
+    let ack = format!("/topics/{topic}/messages?consumer={group}&ns={NS}");
+    // The first instance takes messages and dies (SIGKILL) before acking them.
+    let r = call(&a, "GET", &consume, "", SK, 0).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let unacked = all(&r.body, "MessageBody");
+    assert!(!unacked.is_empty());
+    drop(a);
+    // The second gets every message, the unacked ones included, once the dead one's broker
+    // locks expire (the broker's 60 s lock lifetime: this test takes a minute).
+    let mut seen = std::collections::HashSet::new();
+    let start = Instant::now();
+    while seen.len() < 12 && start.elapsed() < Duration::from_secs(150) {
+        let r = call(&b, "GET", &consume, "", SK, 0).await;
+        if r.status != 200 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let mut body = String::from("<ReceiptHandles>");
+        for h in all(&r.body, "ReceiptHandle") {
+            body.push_str(&format!("<ReceiptHandle>{h}</ReceiptHandle>"));
+        }
+        body.push_str("</ReceiptHandles>");
+        assert_eq!(call(&b, "DELETE", &ack, &body, SK, 0).await.status, 204);
+        seen.extend(all(&r.body, "MessageBody"));
+    }
+    assert_eq!(seen.len(), 12, "after {:?}: {seen:?}", start.elapsed());
+    for m in &unacked {
+        assert!(seen.contains(m), "{m} was lost");
+    }
+    eprintln!("all consumed {:?} after the kill", start.elapsed());
+}
