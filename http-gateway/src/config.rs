@@ -110,6 +110,10 @@ pub struct ConsumerConfig {
     /// APIs); unlimited if absent.
     #[serde(default)]
     pub max_deliveries: Option<u32>,
+    /// Messages of one queue in flight beyond which nothing new is pulled from it (receipt-based
+    /// APIs); unlimited if absent.
+    #[serde(default)]
+    pub max_unacked_per_queue: Option<usize>,
 }
 
 /// The file's `queue_mode`: how a consumer's queues hand out messages (see

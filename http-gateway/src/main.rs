@@ -124,7 +124,8 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let aliyun = rmq_gateway::api::aliyun::AliyunApi::new(aliyun_client, &config.aliyun);
+    let aliyun =
+        rmq_gateway::api::aliyun::AliyunApi::new(aliyun_client, gw.clone(), &config.aliyun);
     let app = rmq_gateway::api::app(
         rmq_gateway::api::mqproxy::router(gw.clone())
             .merge(rmq_gateway::api::aliyun::router(aliyun)),

@@ -80,6 +80,13 @@ impl MemBroker {
         self.store(&mq, Message::new(topic, body.to_owned()))
     }
 
+    /// Stores `m` (tags, keys, properties as given) in queue `queue_id` of its topic.
+    pub fn put_message(&self, queue_id: i32, m: Message) -> i64 {
+        self.create_topic(&m.topic);
+        let mq = MessageQueue::new(m.topic.clone(), BROKER_NAME, queue_id);
+        self.store(&mq, m)
+    }
+
     /// How many messages queue `queue_id` of `topic` holds (its max offset).
     pub fn len(&self, topic: &str, queue_id: i32) -> i64 {
         self.queue_len(&MessageQueue::new(topic, BROKER_NAME, queue_id))

@@ -458,33 +458,56 @@ async fn bad_requests_get_aliyun_codes_and_send_nothing() {
         "{}",
         r.body
     );
-    // Consume and ack parameters are checked now; serving them comes with the engine.
+    // Bad consume and ack parameters: the Aliyun codes, nothing consumed or acked.
+    for query in [
+        "consumer=G&numOfMessages=17",
+        "consumer=G&numOfMessages=0",
+        "consumer=G&numOfMessages=1&trans=sometimes",
+        "consumer=G&numOfMessages=1&waitseconds=31",
+    ] {
+        let r = call(
+            &gw,
+            "GET",
+            &format!("/topics/{topic}/messages?{query}&ns={NS}"),
+            "",
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (400, Some("InvalidArgument")),
+            "{query}: {}",
+            r.body
+        );
+    }
+    let mut many = String::from("<ReceiptHandles>");
+    for i in 0..17 {
+        many.push_str(&format!("<ReceiptHandle>h{i}</ReceiptHandle>"));
+    }
+    many.push_str("</ReceiptHandles>");
+    let r = call(
+        &gw,
+        "DELETE",
+        &format!("/topics/{topic}/messages?consumer=G&ns={NS}"),
+        &many,
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // The group G consumed nothing: its first consume gets the seed.
     let r = call(
         &gw,
         "GET",
-        &format!("/topics/{topic}/messages?consumer=G&numOfMessages=17&ns={NS}"),
+        &format!("/topics/{topic}/messages?consumer=G&numOfMessages=16&ns={NS}&waitseconds=3"),
         "",
         SK,
         0,
     )
     .await;
-    assert_eq!(
-        (r.status, r.code().as_deref()),
-        (400, Some("InvalidArgument"))
-    );
-    let r = call(
-        &gw,
-        "GET",
-        &format!("/topics/{topic}/messages?consumer=G&numOfMessages=1&ns={NS}"),
-        "",
-        SK,
-        0,
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.code().as_deref()),
-        (501, Some("NotImplemented"))
-    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(all(&r.body, "MessageBody"), ["seed"], "{}", r.body);
     assert!(
         pull_all(&c, &full, 1).await.is_empty(),
         "a refused message was sent"
@@ -499,4 +522,214 @@ async fn bad_requests_get_aliyun_codes_and_send_nothing() {
         r.body
     );
     c.shutdown().await;
+}
+
+/// Every `<name>` element's text.
+fn all(body: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    body.split(&open)
+        .skip(1)
+        .map(|p| p.split(&close).next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_filter_ack_and_redelivery_on_the_broker() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliC");
+    create_topic(&c, &format!("{NS}%{topic}")).await;
+    let gw = Gateway::start(&format!("{}\ninvisible_time_ms = 2000", creds())).await;
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    for (i, tag) in ["TagA", "TagB", "TagA", "TagA"].iter().enumerate() {
+        let props = format!("KEYS:key-{i}|n:{i}|");
+        let r = call(
+            &gw,
+            "POST",
+            &publish,
+            &message_xml(&format!("m{i}"), Some(tag), Some(&props)),
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let group = unique("GID_C");
+    let consume = format!(
+        "/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&waitseconds=2&tag=TagA"
+    );
+    let ack = format!("/topics/{topic}/messages?consumer={group}&ns={NS}");
+    let mut got: Vec<(String, String)> = Vec::new();
+    let start = Instant::now();
+    while got.len() < 3 && start.elapsed() < Duration::from_secs(20) {
+        let r = call(&gw, "GET", &consume, "", SK, 0).await;
+        if r.status == 404 {
+            assert_eq!(r.code().as_deref(), Some("MessageNotExist"), "{}", r.body);
+            continue;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!r.body.contains("TagB"), "{}", r.body);
+        assert!(r.body.contains("<Properties>"), "{}", r.body);
+        got.extend(
+            all(&r.body, "MessageBody")
+                .into_iter()
+                .zip(all(&r.body, "ReceiptHandle")),
+        );
+    }
+    let mut bodies: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["m0", "m2", "m3"]);
+    // Ack two of them, with a bad handle beside: 404 listing only the bad one.
+    let handles = |hs: &[&str]| {
+        let mut s = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><ReceiptHandles xmlns="http://mq.aliyuncs.com/doc/v1/">"#,
+        );
+        for h in hs {
+            s.push_str(&format!("<ReceiptHandle>{h}</ReceiptHandle>"));
+        }
+        s + "</ReceiptHandles>"
+    };
+    let r = call(
+        &gw,
+        "DELETE",
+        &ack,
+        &handles(&[&got[0].1, "bogus", &got[1].1]),
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(all(&r.body, "ErrorCode"), ["ReceiptHandleError"]);
+    assert_eq!(all(&r.body, "ReceiptHandle"), ["bogus"]);
+    // The third, not acked, comes again after the invisible time with a new handle.
+    let mut again = None;
+    let start = Instant::now();
+    while again.is_none() && start.elapsed() < Duration::from_secs(15) {
+        let r = call(&gw, "GET", &consume, "", SK, 0).await;
+        if r.status == 200 {
+            again = Some(r);
+        }
+    }
+    let again = again.expect("the unacked message did not come again");
+    assert_eq!(all(&again.body, "MessageBody"), [got[2].0.clone()]);
+    assert_eq!(again.field("ConsumedTimes").as_deref(), Some("2"));
+    let new = again.field("ReceiptHandle").unwrap();
+    assert_ne!(new, got[2].1);
+    let r = call(&gw, "DELETE", &ack, &handles(&[&got[2].1]), SK, 0).await;
+    assert_eq!(all(&r.body, "ErrorCode"), ["MessageNotExist"], "{}", r.body);
+    let r = call(&gw, "DELETE", &ack, &handles(&[&new]), SK, 0).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // All acked: nothing comes any more, not even after the invisible time.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = call(&gw, "GET", &consume, "", SK, 0).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (404, Some("MessageNotExist")),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_a_group_without_handing_a_message_out_twice() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliS");
+    create_topic(&c, &format!("{NS}%{topic}")).await;
+    let a = Gateway::start(&creds()).await;
+    let b = Gateway::start(&creds()).await;
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    for i in 0..20 {
+        let r = call(
+            &a,
+            "POST",
+            &publish,
+            &message_xml(&format!("s{i}"), Some("T"), None),
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let group = unique("GID_S");
+    let consume =
+        format!("/topics/{topic}/messages?consumer={group}&numOfMessages=4&ns={NS}&tag=T");
+    let ack = format!("/topics/{topic}/messages?consumer={group}&ns={NS}");
+    let mut seen = HashMap::new();
+    let start = Instant::now();
+    while seen.len() < 20 && start.elapsed() < Duration::from_secs(30) {
+        for gw in [&a, &b] {
+            let r = call(gw, "GET", &consume, "", SK, 0).await;
+            if r.status != 200 {
+                continue;
+            }
+            let handles = all(&r.body, "ReceiptHandle");
+            for m in all(&r.body, "MessageBody") {
+                *seen.entry(m).or_insert(0) += 1;
+            }
+            // Each ack goes to the instance that delivered.
+            let mut body = String::from("<ReceiptHandles>");
+            for h in &handles {
+                body.push_str(&format!("<ReceiptHandle>{h}</ReceiptHandle>"));
+            }
+            body.push_str("</ReceiptHandles>");
+            let r = call(gw, "DELETE", &ack, &body, SK, 0).await;
+            assert_eq!(r.status, 204, "{}", r.body);
+        }
+    }
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "handed out twice: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_loses_nothing() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliK");
+    create_topic(&c, &format!("{NS}%{topic}")).await;
+    let a = Gateway::start(&creds()).await;
+    let b = Gateway::start(&creds()).await;
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    for i in 0..12 {
+        let r = call(
+            &a,
+            "POST",
+            &publish,
+            &message_xml(&format!("k{i}"), Some("T"), None),
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let group = unique("GID_K");
+    let consume =
+        format!("/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&tag=T");
+    let ack = format!("/topics/{topic}/messages?consumer={group}&ns={NS}");
+    // The first instance takes messages and dies (SIGKILL) before acking them.
+    let r = call(&a, "GET", &consume, "", SK, 0).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let unacked = all(&r.body, "MessageBody");
+    assert!(!unacked.is_empty());
+    drop(a);
+    // The second gets every message, the unacked ones included, once the dead one's broker
+    // locks expire (the broker's 60 s lock lifetime: this test takes a minute).
+    let mut seen = std::collections::HashSet::new();
+    let start = Instant::now();
+    while seen.len() < 12 && start.elapsed() < Duration::from_secs(150) {
+        let r = call(&b, "GET", &consume, "", SK, 0).await;
+        if r.status != 200 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let mut body = String::from("<ReceiptHandles>");
+        for h in all(&r.body, "ReceiptHandle") {
+            body.push_str(&format!("<ReceiptHandle>{h}</ReceiptHandle>"));
+        }
+        body.push_str("</ReceiptHandles>");
+        assert_eq!(call(&b, "DELETE", &ack, &body, SK, 0).await.status, 204);
+        seen.extend(all(&r.body, "MessageBody"));
+    }
+    assert_eq!(seen.len(), 12, "after {:?}: {seen:?}", start.elapsed());
+    for m in &unacked {
+        assert!(seen.contains(m), "{m} was lost");
+    }
+    eprintln!("all consumed {:?} after the kill", start.elapsed());
 }

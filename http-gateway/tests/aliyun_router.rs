@@ -7,6 +7,10 @@ use std::time::{Duration, SystemTime};
 use rmq_client::{ClientConfig, MQClient};
 use rmq_gateway::api::aliyun::auth::{sign, string_to_sign, Secret};
 use rmq_gateway::api::aliyun::{router, AliyunApi, AliyunConfig};
+use rmq_gateway::broker::ClientBroker;
+use rmq_gateway::clock::SystemClock;
+use rmq_gateway::config::Config;
+use rmq_gateway::service::Gateway;
 
 const CAPTURED: &str = include_str!("fixtures/aliyun/sdk-requests.jsonl");
 
@@ -15,7 +19,10 @@ const CAPTURED: &str = include_str!("fixtures/aliyun/sdk-requests.jsonl");
 async fn serve(credentials: &str) -> String {
     let config: AliyunConfig = toml::from_str(credentials).unwrap();
     let client = MQClient::start(ClientConfig::new("127.0.0.1:1")).unwrap();
-    let app = router(AliyunApi::new(client, &config));
+    let gw_config = Config::from_toml("namesrv = [\"127.0.0.1:1\"]").unwrap();
+    let broker = ClientBroker::start(&gw_config, "aliyun-router-test".into()).unwrap();
+    let gw = Gateway::new(&gw_config, broker, std::sync::Arc::new(SystemClock));
+    let app = router(AliyunApi::new(client, gw, &config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -118,17 +125,32 @@ async fn wrong_secret_skew_and_no_credentials() {
 }
 
 #[tokio::test]
-async fn consume_and_ack_are_validated_then_not_implemented() {
+async fn consume_without_a_broker_and_acks_of_invented_handles() {
     let base = serve(CREDS).await;
     let now = SystemTime::now();
-    // Python's consume (line 2) and Node's (line 10), Python's and Node's acks (lines 3, 11).
+    // Python's consume (line 2) and Node's (line 10): the broker cannot be asked for the route.
     for line in [1, 9] {
         let r = replay(&base, line, now, "sk", false).await;
-        assert_eq!((r.status, r.code()), (501, "NotImplemented"), "{}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (503, "ServiceUnavailable"),
+            "{}",
+            r.body
+        );
     }
+    // Python's and Node's acks (lines 3, 11) carry handles this gateway never issued: each is
+    // listed as ReceiptHandleError, with no broker involved.
     for line in [2, 10] {
         let r = replay(&base, line, now, "sk", false).await;
-        assert_eq!((r.status, r.code()), (501, "NotImplemented"), "{}", r.body);
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(r.body.starts_with("<?xml"), "{}", r.body);
+        assert!(r.body.contains("<Errors"), "{}", r.body);
+        assert!(
+            r.body.contains("<ErrorCode>ReceiptHandleError</ErrorCode>"),
+            "{}",
+            r.body
+        );
+        assert!(!r.body.contains("MessageNotExist"), "{}", r.body);
     }
     // A transactional commit (line 7) is refused as such.
     let r = replay(&base, 6, now, "sk", false).await;

@@ -40,7 +40,14 @@ topic = "{TOPIC}"
     .unwrap();
     config.validate().unwrap();
     let gw = Gateway::new(&config, broker.client("A"), clock);
-    (super::router(gw, &config.cors_allowed_origins), broker)
+    // Both APIs, as the binary serves them; the Aliyun one's publisher reaches no broker.
+    let aliyun_config: super::aliyun::AliyunConfig =
+        toml::from_str(r#"credentials = [{ access_key_id = "ak", access_key_secret = "sk" }]"#)
+            .unwrap();
+    let client = rmq_client::MQClient::start(rmq_client::ClientConfig::new("127.0.0.1:1")).unwrap();
+    let aliyun = super::aliyun::AliyunApi::new(client, gw.clone(), &aliyun_config);
+    let routes = super::mqproxy::router(gw).merge(super::aliyun::router(aliyun));
+    (super::app(routes, &config.cors_allowed_origins), broker)
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
@@ -78,6 +85,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("/mq/broadcast/queue/offset", "GET"),
     ("/mq/consumer/config", "POST"),
     ("/health", "GET"),
+    ("/topics/orders/messages", "POST"),
+    ("/topics/orders/messages", "GET"),
+    ("/topics/orders/messages", "DELETE"),
 ];
 
 #[tokio::test]
@@ -232,6 +242,35 @@ async fn an_oversized_body_gets_the_envelope_not_plain_text() {
             "{msg}"
         );
     }
+    // The Aliyun API answers its own XML error document, with the CORS headers.
+    let target = format!("/topics/{TOPIC}/messages");
+    let mut signed = HeaderMap::new();
+    signed.insert("content-type", "text/xml;charset=UTF-8".parse().unwrap());
+    signed.insert(
+        "date",
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+            .parse()
+            .unwrap(),
+    );
+    let sig = super::aliyun::auth::sign(
+        &super::aliyun::auth::Secret::new("sk"),
+        &super::aliyun::auth::string_to_sign(&axum::http::Method::POST, &target, &signed),
+    );
+    let mut req = Request::post(&target).header(header::ORIGIN, PAGE);
+    for (k, v) in &signed {
+        req = req.header(k, v);
+    }
+    let req = req
+        .header(header::AUTHORIZATION, format!("MQ ak:{sig}"))
+        .body(Body::from("m".repeat(64 * 1024 * 1024)))
+        .unwrap();
+    let (status, hd, body) = send(&app, req).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(h(&hd, "content-type").starts_with("text/xml"), "{text}");
+    assert_eq!(h(&hd, "access-control-allow-origin"), PAGE);
+    assert!(text.contains("<Code>InvalidArgument</Code>"), "{text}");
+    assert!(text.contains("larger than"), "{text}");
     // A stream with no length is cut at the limit too.
     let chunks = futures::stream::iter(
         (0..17).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'm'; 1 << 20]))),

@@ -12,7 +12,8 @@
 //! Per queue ([`QueueState`]) the table keeps the committed offset (mirrored from the broker),
 //! the *cursor* (the first offset never handed out), and the messages *in flight*: per offset an
 //! [`InFlight`] record with the delivery that handed it out, its invisibility deadline, its
-//! delivery count and whether it is acked.
+//! delivery count, when it was first handed out, and whether it is acked. Receipt-based scopes
+//! may bound how many messages of a queue are in flight ([`ScopeSettings::max_unacked`]).
 //!
 //! - A pull starts with a [`Claim`] ([`ScopeTable::begin`]): the queue is reserved while the
 //!   driver talks to the broker. In exclusive mode the driver first reads the broker's committed

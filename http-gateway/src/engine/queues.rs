@@ -64,6 +64,8 @@ pub struct InFlight {
     pub count: u32,
     /// Acked; stays here until the committed offset passes it.
     pub acked: bool,
+    /// When this instance first handed it out (Aliyun's `FirstConsumeTime`).
+    pub first: i64,
 }
 
 /// One hand-out of messages from a queue, kept while any of its messages is in flight.
@@ -110,6 +112,8 @@ pub struct Handed {
     pub count: u32,
     /// Invisible until then (ms since the epoch).
     pub deadline: i64,
+    /// When it was first handed out.
+    pub first: i64,
 }
 
 /// What a pull hands out, and the messages handed out too often already.
@@ -497,12 +501,12 @@ impl ScopeTable {
         };
         let cursor = s.cursor.unwrap_or(claim.from);
         for &o in pulled {
-            let count = match s.in_flight.get_mut(&o) {
+            let (count, first) = match s.in_flight.get_mut(&o) {
                 Some(m) if !m.acked && m.deadline <= now => {
                     m.count += 1;
                     m.delivery = id;
                     m.deadline = claim.deadline;
-                    m.count
+                    (m.count, m.first)
                 }
                 Some(_) => continue,
                 None if o >= cursor => {
@@ -513,9 +517,10 @@ impl ScopeTable {
                             deadline: claim.deadline,
                             count: 1,
                             acked: false,
+                            first: now,
                         },
                     );
-                    1
+                    (1, now)
                 }
                 None => continue,
             };
@@ -527,6 +532,7 @@ impl ScopeTable {
                 },
                 count,
                 deadline: claim.deadline,
+                first,
             };
             if max_deliveries.is_some_and(|max| count > max) {
                 out.exhausted.push(h);

@@ -23,6 +23,10 @@ pub struct ScopeSettings {
     pub resend: VecDeque<String>,
     /// A message handed out more often than this goes to the dead-letter queue instead.
     pub max_deliveries: Option<u32>,
+    /// Messages of one queue in flight (handed out, not yet committed past) beyond which no new
+    /// ones are pulled from it (like the Java client's `consumeConcurrentlyMaxSpan`), so one
+    /// stuck message cannot hold unbounded memory; unlimited if absent.
+    pub max_unacked: Option<usize>,
 }
 
 impl ScopeSettings {
@@ -35,6 +39,7 @@ impl ScopeSettings {
             rate: None,
             resend: VecDeque::new(),
             max_deliveries: None,
+            max_unacked: None,
         }
     }
 }

@@ -30,6 +30,9 @@ use crate::error::GatewayError;
 
 /// Broadcast clientIds one consumer may have on one instance.
 const MAX_BROADCAST_CLIENTS: usize = 1024;
+/// Consumers added at run time (the Aliyun API names its group per request) one instance
+/// keeps; each costs a broker group registration and its queue table.
+pub const MAX_DYNAMIC_CONSUMERS: usize = 1024;
 
 fn internal(e: BrokerError) -> GatewayError {
     GatewayError::Internal(e.to_string())
@@ -98,6 +101,9 @@ pub struct Gateway<B: BrokerApi> {
     clock: Arc<dyn Clock>,
     producers: HashMap<String, ProducerEntry>,
     consumers: HashMap<String, Arc<ConsumerEntry>>,
+    /// Consumers added at run time by [`Gateway::ensure_consumer`], bounded by
+    /// [`MAX_DYNAMIC_CONSUMERS`]; they live as long as the instance.
+    dynamic: Mutex<HashMap<String, Arc<ConsumerEntry>>>,
     /// The client id this instance locks queues under.
     instance_id: String,
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
@@ -158,6 +164,7 @@ impl<B: BrokerApi> Gateway<B> {
             clock,
             producers,
             consumers,
+            dynamic: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
@@ -224,6 +231,53 @@ impl<B: BrokerApi> Gateway<B> {
             .clone()
     }
 
+    /// Wakes long polls waiting on `topic` (after a send that did not go through
+    /// [`Gateway::produce`], such as the Aliyun API's).
+    pub fn wake(&self, topic: &str) {
+        self.arrivals(topic).notify_waiters();
+    }
+
+    /// Whether a consumer of that name is configured or was added.
+    pub fn has_consumer(&self, name: &str) -> bool {
+        self.consumers.contains_key(name) || self.dynamic.lock().contains_key(name)
+    }
+
+    /// How a consumer's queues hand out messages, if it exists.
+    pub fn consumer_queue_mode(&self, name: &str) -> Option<QueueModeConfig> {
+        self.consumer_entry(name).ok().map(|e| e.cfg.queue_mode)
+    }
+
+    /// The driver's clock (ms since the epoch).
+    pub fn now_ms(&self) -> i64 {
+        self.now()
+    }
+
+    /// Adds a consumer at run time unless one of that name exists (the configured ones win).
+    /// Its name is what later calls pass as `consumer`. Refused past [`MAX_DYNAMIC_CONSUMERS`].
+    pub fn ensure_consumer(&self, cfg: ConsumerConfig) -> Result<(), GatewayError> {
+        if self.consumers.contains_key(&cfg.name) {
+            return Ok(());
+        }
+        let mut dynamic = self.dynamic.lock();
+        if dynamic.contains_key(&cfg.name) {
+            return Ok(());
+        }
+        if dynamic.len() >= MAX_DYNAMIC_CONSUMERS {
+            return Err(GatewayError::BadRequest(format!(
+                "this instance already serves {MAX_DYNAMIC_CONSUMERS} run-time consumers"
+            )));
+        }
+        dynamic.insert(
+            cfg.name.clone(),
+            Arc::new(ConsumerEntry {
+                group: cfg.group.clone().unwrap_or_else(|| cfg.name.clone()),
+                cfg,
+                scopes: Mutex::new(HashMap::new()),
+            }),
+        );
+        Ok(())
+    }
+
     /// Refuses new fetches and ends long polls at once (their queues stay unleased).
     pub fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
@@ -233,14 +287,19 @@ impl<B: BrokerApi> Gateway<B> {
     }
 
     fn all_scopes(&self) -> Vec<Arc<Scope>> {
+        let dynamic: Vec<Arc<ConsumerEntry>> = self.dynamic.lock().values().cloned().collect();
         self.consumers
             .values()
+            .chain(dynamic.iter())
             .flat_map(|c| c.scopes.lock().values().cloned().collect::<Vec<_>>())
             .collect()
     }
 
-    fn consumer_entry(&self, consumer: &str) -> Result<&Arc<ConsumerEntry>, GatewayError> {
-        self.consumers.get(consumer).ok_or_else(|| {
+    fn consumer_entry(&self, consumer: &str) -> Result<Arc<ConsumerEntry>, GatewayError> {
+        if let Some(e) = self.consumers.get(consumer) {
+            return Ok(e.clone());
+        }
+        self.dynamic.lock().get(consumer).cloned().ok_or_else(|| {
             GatewayError::BadRequest(format!(
                 "unknown consumer {consumer:?}: not in the gateway's configuration"
             ))
@@ -313,6 +372,7 @@ impl<B: BrokerApi> Gateway<B> {
                 },
                 ScopeSettings {
                     max_deliveries: entry.cfg.max_deliveries,
+                    max_unacked: entry.cfg.max_unacked_per_queue,
                     ..ScopeSettings::new(entry.cfg.max_pull_size, entry.cfg.consume_timeout_ms)
                 },
             )),

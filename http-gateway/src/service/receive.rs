@@ -35,6 +35,8 @@ pub struct Received {
     pub receipt: Receipt,
     /// 1 the first time.
     pub delivery_count: u32,
+    /// When it was first handed out (ms since the epoch).
+    pub first_delivered_ms: i64,
     /// When it becomes visible again unless acked (ms since the epoch).
     pub next_visible_ms: i64,
 }
@@ -141,6 +143,14 @@ impl<B: BrokerApi> Gateway<B> {
             if st.locks.check(key, now) != LockCheck::Trusted {
                 return Ok(Vec::new());
             }
+            // A full window: only messages due again may go out (a pull from the first of them
+            // adds at most `max` new ones beyond the window).
+            if let (Some(window), Some(q)) = (st.settings.max_unacked, st.table.get(key)) {
+                let due = q.in_flight.values().any(|m| !m.acked && m.deadline <= now);
+                if q.in_flight.len() >= window && !due {
+                    return Ok(Vec::new());
+                }
+            }
             let Ok(claim) = st
                 .table
                 .begin(key, now, r.invisible_ms, r.client_ip.clone())
@@ -225,6 +235,7 @@ impl<B: BrokerApi> Gateway<B> {
                     message,
                     receipt: h.receipt,
                     delivery_count: h.count,
+                    first_delivered_ms: h.first,
                     next_visible_ms: h.deadline,
                 })
             })

@@ -5,10 +5,8 @@
 //! [`auth`] checks signatures and dates, [`xml`] reads and writes the bodies, [`error`] is the
 //! error type, [`names`] maps instance ids to namespaces, [`props`] and [`tags`] the message
 //! fields, [`handle`] the receipt handles, [`params`] the query strings, [`publish`] sends,
-//! [`consume`] turns a delivered message into what the SDKs read.
-//!
-//! Consume (`GET`) and ack (`DELETE`) are authenticated and validated here but answered
-//! `501 NotImplemented` until they are wired onto the gateway engine's per-message receipts.
+//! [`consume`] turns a delivered message into what the SDKs read, [`receive`] consumes and acks
+//! on the gateway engine's per-message receipts.
 
 pub mod auth;
 pub mod config;
@@ -19,6 +17,7 @@ pub mod names;
 pub mod params;
 pub mod props;
 pub mod publish;
+pub mod receive;
 pub mod request_id;
 pub mod tags;
 pub mod xml;
@@ -34,6 +33,9 @@ use axum::routing::any;
 use axum::Router;
 use rmq_client::MQClient;
 
+use crate::broker::BrokerApi;
+use crate::service::Gateway;
+
 pub use config::AliyunConfig;
 use error::{invalid_argument, xml_response, AliyunError, Code};
 use params::{AckParams, ConsumeParams, PublishParams};
@@ -42,18 +44,20 @@ use params::{AckParams, ConsumeParams, PublishParams};
 /// after XML unescaping, and escaping can make the document several times larger.
 const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
-/// The API's state: who may call, and where messages go.
-pub struct AliyunApi {
+/// The API's state: who may call, where messages go, the driver that hands them out.
+pub struct AliyunApi<B: BrokerApi> {
     credentials: auth::Credentials,
     publisher: publish::Publisher,
+    gateway: Arc<Gateway<B>>,
     config: AliyunConfig,
 }
 
-impl AliyunApi {
-    pub fn new(client: MQClient, config: &AliyunConfig) -> Arc<Self> {
+impl<B: BrokerApi> AliyunApi<B> {
+    pub fn new(client: MQClient, gateway: Arc<Gateway<B>>, config: &AliyunConfig) -> Arc<Self> {
         Arc::new(AliyunApi {
             credentials: config.credentials(),
             publisher: publish::Publisher::new(client, &config.producer_group),
+            gateway,
             config: config.clone(),
         })
     }
@@ -64,9 +68,9 @@ impl AliyunApi {
 }
 
 /// The routes, to merge into the gateway's router.
-pub fn router(api: Arc<AliyunApi>) -> Router {
+pub fn router<B: BrokerApi>(api: Arc<AliyunApi<B>>) -> Router {
     Router::new()
-        .route("/topics/{topic}/messages", any(dispatch))
+        .route("/topics/{topic}/messages", any(dispatch::<B>))
         .with_state(api)
 }
 
@@ -106,8 +110,8 @@ fn topic_of(uri: &Uri) -> &str {
         .unwrap_or("")
 }
 
-async fn dispatch(
-    State(api): State<Arc<AliyunApi>>,
+async fn dispatch<B: BrokerApi>(
+    State(api): State<Arc<AliyunApi<B>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -120,8 +124,8 @@ async fn dispatch(
     }
 }
 
-async fn serve(
-    api: &AliyunApi,
+async fn serve<B: BrokerApi>(
+    api: &AliyunApi<B>,
     ctx: &Ctx,
     method: &Method,
     uri: &Uri,
@@ -148,6 +152,7 @@ async fn serve(
             let topic = params.ns.topic(topic)?;
             let req = xml::parse_publish(&body)?;
             let done = api.publisher.publish(&topic, req).await?;
+            api.gateway.wake(&topic);
             Ok(xml_response(
                 StatusCode::CREATED,
                 &ctx.request_id,
@@ -156,22 +161,33 @@ async fn serve(
         }
         Method::GET => {
             let params = ConsumeParams::parse(query)?;
-            params.ns.topic(topic)?;
-            Err(AliyunError::new(
-                Code::NotImplemented,
-                "ConsumeMessage is not served by this gateway version yet (it comes with \
-                 per-message receipts in the gateway engine).",
+            let got = receive::consume(&api.gateway, &api.config, topic, &params).await?;
+            if got.is_empty() {
+                return Err(AliyunError::new(
+                    Code::MessageNotExist,
+                    "Message not exist.",
+                ));
+            }
+            Ok(xml_response(
+                StatusCode::OK,
+                &ctx.request_id,
+                xml::messages_document(&got),
             ))
         }
         Method::DELETE => {
             let params = AckParams::parse(query)?;
-            params.ns.topic(topic)?;
-            xml::parse_receipt_handles(&body)?;
-            Err(AliyunError::new(
-                Code::NotImplemented,
-                "AckMessage is not served by this gateway version yet (it comes with per-message \
-                 receipts in the gateway engine).",
-            ))
+            let handles = xml::parse_receipt_handles(&body)?;
+            let failures =
+                receive::ack(&api.gateway, &api.config, topic, &params, &handles).await?;
+            if failures.is_empty() {
+                Ok(no_content(&ctx.request_id))
+            } else {
+                Ok(xml_response(
+                    StatusCode::NOT_FOUND,
+                    &ctx.request_id,
+                    xml::ack_errors_document(&failures),
+                ))
+            }
         }
         _ => Err(AliyunError::new(
             Code::InvalidRequestURL,
@@ -189,3 +205,14 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, AliyunError> {
             ))
         })
 }
+
+/// The answer of a fully successful ack: 204, no body, the request id.
+fn no_content(request_id: &str) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(request_id) {
+        r.headers_mut().insert(error::REQUEST_ID_HEADER, v);
+    }
+    r
+}
+#[cfg(test)]
+mod tests;
