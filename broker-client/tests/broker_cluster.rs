@@ -11,13 +11,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rmq_client::{
     ClientConfig, MQClient, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
 };
 use rmq_remoting::header::{CommandHeader, TopicFilterType, UpdateAndCreateTopicRequestHeader};
 use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
+use rmq_test_support::unique;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -68,14 +69,6 @@ impl Drop for RestartOnDrop {
             broker_ctl("start-broker", "broker-b");
         }
     }
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!("{prefix}_{}_{n}", std::process::id())
 }
 
 /// Creates `topic` with 4 queues on both brokers and waits until the name server routes it to

@@ -8,14 +8,8 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{rmq_with, Run};
+use rmq_test_support::{namesrv, unique};
 use serde_json::Value;
-
-fn namesrv() -> String {
-    std::env::var("RMQ_NAMESRV")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .expect("RMQ_NAMESRV is not set: start a broker (scripts/broker.sh start) and run through scripts/broker.sh exec -- cargo test -p rmq-cli --features broker-tests")
-}
 
 fn rmq(args: &[&str]) -> Run {
     rmq_with(&[("RMQ_NAMESRV", &namesrv())], args, None)
@@ -23,14 +17,6 @@ fn rmq(args: &[&str]) -> Run {
 
 fn rmq_stdin(args: &[&str], input: &str) -> Run {
     rmq_with(&[("RMQ_NAMESRV", &namesrv())], args, Some(input))
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}", n % 10_000_000_000)
 }
 
 /// Retries `f` until it returns Some, for state the broker publishes asynchronously.

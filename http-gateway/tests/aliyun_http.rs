@@ -16,26 +16,12 @@ use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, Pull
 use rmq_gateway::api::aliyun::auth::{sign, string_to_sign, Secret};
 use rmq_remoting::body::MessageQueue;
 use rmq_remoting::message::MessageExt;
+use rmq_test_support::{namesrv, unique};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmq-gateway");
 const AK: &str = "it-ak";
 const SK: &str = "it-sk";
 const NS: &str = "MQ_INST_IT";
-
-fn namesrv() -> String {
-    std::env::var("RMQ_NAMESRV").expect(
-        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests \
-         with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000_000)
-}
 
 /// The gateway binary with an `[aliyun]` table; killed when dropped.
 struct Gateway {

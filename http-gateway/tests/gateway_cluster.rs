@@ -13,11 +13,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rmq_client::{ClientConfig, MQClient};
 use rmq_remoting::header::{CommandHeader, TopicFilterType, UpdateAndCreateTopicRequestHeader};
 use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
+use rmq_test_support::unique;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmq-gateway");
@@ -48,14 +49,6 @@ impl Drop for RestartOnDrop {
     fn drop(&mut self) {
         broker_ctl("start-broker", "broker-b");
     }
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!("{prefix}_{}_{n}", std::process::id())
 }
 
 /// Creates `topic` with 4 queues on both brokers and waits until the name server routes it to

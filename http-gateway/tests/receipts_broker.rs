@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rmq_gateway::broker::{BrokerApi, ClientBroker};
 use rmq_gateway::clock::SystemClock;
@@ -15,21 +15,7 @@ use rmq_gateway::config::Config;
 use rmq_gateway::engine::ReceiptOutcome;
 use rmq_gateway::service::{Gateway, ProduceRequest, ReceiveRequest, Received};
 use rmq_remoting::body::MessageQueue;
-
-fn namesrv() -> String {
-    std::env::var("RMQ_NAMESRV").expect(
-        "RMQ_NAMESRV is not set: start the broker with scripts/broker.sh start and run the tests \
-         with scripts/broker.sh exec -- cargo test --features broker-tests ... (these tests need it)",
-    )
-}
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000_000)
-}
+use rmq_test_support::{namesrv, unique};
 
 fn gateway(topic: &str, group: &str) -> Arc<Gateway<ClientBroker>> {
     let config = Config::from_toml(&format!(
@@ -50,6 +36,19 @@ max_deliveries = 2
     config.validate().unwrap();
     let broker = ClientBroker::start(&config, unique("receipts")).unwrap();
     Gateway::new(&config, broker, Arc::new(SystemClock))
+}
+
+/// A Java broker tells the name server about a topic auto-created by a send only after it has
+/// answered the send (docs/broker-differences.md): wait, bounded, until the route is there.
+async fn wait_for_route(gw: &Gateway<ClientBroker>, topic: &str) {
+    let start = Instant::now();
+    while let Err(e) = gw.broker().client().route(topic).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no route for {topic} 10 s after a send: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn produce(gw: &Gateway<ClientBroker>, body: &str) {
@@ -110,6 +109,7 @@ async fn partial_acks_commit_the_lowest_unacked_offset() {
     for i in 0..8 {
         produce(&gw, &format!("m{i}")).await;
     }
+    wait_for_route(&gw, &topic).await;
     let got = receive_n(&gw, &group, &topic, 8, 60_000).await;
     let bodies: HashSet<String> = got.iter().map(body).collect();
     assert_eq!(bodies.len(), 8, "each message once: {bodies:?}");
@@ -160,6 +160,7 @@ async fn an_unacked_message_comes_back_then_goes_to_the_dead_letter_queue() {
     let group = unique("redo");
     let gw = gateway(&topic, &group);
     produce(&gw, "again").await;
+    wait_for_route(&gw, &topic).await;
     let first = receive_n(&gw, &group, &topic, 1, 1_500).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].delivery_count, 1);
