@@ -2,7 +2,6 @@
 //! MQ-Proxy/MQCloud's `/mq/*` API, [`aliyun`] the Aliyun MQ HTTP API beside it. [`app`]
 //! wraps the routes of every API in [`cors`].
 
-#[allow(missing_docs)] // documented with the Aliyun consume work
 pub mod aliyun;
 pub mod cors;
 pub mod mqproxy;

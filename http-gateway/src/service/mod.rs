@@ -6,7 +6,6 @@ mod admin;
 mod consume;
 mod locks;
 mod produce;
-#[allow(missing_docs)] // documented with the Aliyun consume work
 mod receive;
 
 use std::collections::HashMap;

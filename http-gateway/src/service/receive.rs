@@ -15,10 +15,16 @@ use crate::engine::{
 };
 use crate::error::GatewayError;
 
+/// One receive call of a receipt-based API (see [`Gateway::receive`]).
 pub struct ReceiveRequest {
+    /// The gateway's name of the consumer (configured, or added by a receipt-based API).
     pub consumer: String,
+    /// The topic; must be the one the consumer subscribes.
     pub topic: String,
+    /// The caller's clientId: required (at most 64 characters) for a broadcast consumer, absent
+    /// (or empty) for a clustering one.
     pub client_id: Option<String>,
+    /// The caller's address, shown in queue views as the client of the delivery; None if unknown.
     pub client_ip: Option<String>,
     /// At most this many messages (1..=max_pull_size is sensible).
     pub max: usize,
@@ -31,7 +37,9 @@ pub struct ReceiveRequest {
 /// A message handed out under a receipt.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The message as the broker returned it.
     pub message: MessageExt,
+    /// Acks this delivery (and only this one: a redelivery gets a new receipt).
     pub receipt: Receipt,
     /// 1 the first time.
     pub delivery_count: u32,

@@ -26,6 +26,7 @@ pub const MAX_DATE_SKEW: Duration = Duration::from_secs(15 * 60);
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps an AccessKeySecret.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -47,12 +48,15 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The given (AccessKeyId, secret) pairs; a later pair replaces an earlier one with the same
+    /// id.
     pub fn new<I: IntoIterator<Item = (String, Secret)>>(pairs: I) -> Self {
         Credentials {
             keys: pairs.into_iter().collect(),
         }
     }
 
+    /// True if no pair is configured (then every request is refused).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

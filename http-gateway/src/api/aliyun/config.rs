@@ -16,10 +16,14 @@ use serde::Deserialize;
 
 use super::auth::{Credentials, Secret};
 
+/// One AccessKey pair of `[aliyun] credentials`.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialConfig {
+    /// The AccessKeyId the SDKs send in `Authorization: MQ <id>:<signature>`; non-empty, without
+    /// ':' or blanks.
     pub access_key_id: String,
+    /// The AccessKeySecret the signatures are made with; non-empty, never printed.
     pub access_key_secret: String,
 }
 
@@ -31,15 +35,25 @@ impl std::fmt::Debug for CredentialConfig {
     }
 }
 
+/// The `[aliyun]` table (see the module docs for an example); [`AliyunConfig::validate`]
+/// checks the ranges.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AliyunConfig {
+    /// The AccessKey pairs requests may be signed with; none: every request is refused
+    /// (`AccessDenied`).
     #[serde(default)]
     pub credentials: Vec<CredentialConfig>,
+    /// How long a consumed message stays invisible unless acked, in ms (1000 ms to 12 h,
+    /// default 300000 like Aliyun): its `NextConsumeTime` is this long after the consume.
     #[serde(default = "default_invisible")]
     pub invisible_time_ms: u64,
+    /// Deliveries after which an unacked message goes to the group's dead-letter queue
+    /// `%DLQ%{group}` instead of coming again (1..=1000, default 16).
     #[serde(default = "default_reconsume")]
     pub max_reconsume_times: u32,
+    /// Unacked messages of one queue beyond which nothing new is pulled from it (16..=1000000,
+    /// default 2000).
     #[serde(default = "default_window")]
     pub max_unacked_per_queue: usize,
     /// The producer group messages are sent under.
@@ -83,6 +97,7 @@ impl AliyunConfig {
         });
     }
 
+    /// Checks the credentials and the ranges of the numbers; the error names the bad setting.
     pub fn validate(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         for c in &self.credentials {
@@ -120,6 +135,7 @@ impl AliyunConfig {
         Ok(())
     }
 
+    /// The configured pairs as the verifier wants them.
     pub fn credentials(&self) -> Credentials {
         Credentials::new(self.credentials.iter().map(|c| {
             (

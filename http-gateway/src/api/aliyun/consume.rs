@@ -11,6 +11,7 @@ use super::xml::ConsumedMessage;
 /// One delivery of a message: what the engine knows beyond the message itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The `ReceiptHandle` that acks this delivery (a new one on every redelivery).
     pub receipt_handle: String,
     /// When the message becomes visible again unless acked (ms since the epoch).
     pub next_consume_time: i64,

@@ -10,6 +10,8 @@ use super::xml;
 
 /// The header every answer of this API carries.
 pub const REQUEST_ID_HEADER: &str = "x-mq-request-id";
+/// The Content-Type of every XML answer (Node parses a body only when it starts with
+/// `text/xml`).
 pub const XML_CONTENT_TYPE: &str = "text/xml;charset=utf-8";
 
 /// The codes this gateway answers with, each with the status Aliyun gives it.
@@ -52,6 +54,7 @@ pub enum Code {
 }
 
 impl Code {
+    /// The code as it goes into `<Code>` / `<ErrorCode>`, e.g. `"MessageNotExist"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Code::AccessDenied => "AccessDenied",
@@ -74,6 +77,7 @@ impl Code {
         }
     }
 
+    /// The HTTP status of a plain `<Error>` answer with this code.
     pub fn status(self) -> StatusCode {
         match self {
             Code::AccessDenied
@@ -106,7 +110,9 @@ impl std::fmt::Display for Code {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct AliyunError {
+    /// `Code`; it also decides the HTTP status.
     pub code: Code,
+    /// `Message`: what went wrong, for people.
     pub message: String,
     /// Filled in by the handler; a fresh id otherwise.
     pub request_id: Option<String>,
@@ -115,6 +121,7 @@ pub struct AliyunError {
 }
 
 impl AliyunError {
+    /// An error not yet tied to a request (no request id or endpoint).
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         AliyunError {
             code,
@@ -132,13 +139,15 @@ impl AliyunError {
     }
 }
 
-/// Shorthands for the codes handlers use most.
+/// Shorthands for the codes handlers use most: `InvalidArgument` (400) with this message.
 pub fn invalid_argument(m: impl Into<String>) -> AliyunError {
     AliyunError::new(Code::InvalidArgument, m)
 }
+/// `MalformedXML` (400) with this message.
 pub fn malformed_xml(m: impl Into<String>) -> AliyunError {
     AliyunError::new(Code::MalformedXML, m)
 }
+/// `InvalidQueryString` (400) with this message.
 pub fn invalid_query(m: impl Into<String>) -> AliyunError {
     AliyunError::new(Code::InvalidQueryString, m)
 }

@@ -22,26 +22,37 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+/// The handle format this gateway writes (the first byte of every handle).
 pub const VERSION: u8 = 1;
 const FLAG_RETRY: u8 = 1;
 /// Longer text cannot be a handle of any version; refused before decoding.
 const MAX_TEXT: usize = 1024;
 
+/// What a handle names: one delivery of one message in one broker queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptHandle {
+    /// The message sits in the group's `%RETRY%` topic rather than the topic itself.
     pub retry: bool,
+    /// The broker holding the queue (at most 255 bytes are encoded).
     pub broker_name: String,
+    /// The queue id on that broker.
     pub queue_id: i32,
+    /// The message's offset in that queue.
     pub offset: i64,
+    /// Which delivery of the message this handle acks; a redelivery gets another one.
     pub delivery_id: u64,
+    /// The delivery's `NextConsumeTime`, ms since the epoch.
     pub deadline_ms: i64,
 }
 
 /// Why a handle cannot be used; both are `ReceiptHandleError` on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
+    /// Not a valid handle of a known version; the text says what is wrong (e.g. not base64,
+    /// too short, checksum mismatch).
     #[error("the receipt handle is malformed: {0}")]
     Malformed(&'static str),
+    /// A well-formed handle issued for another topic or consumer group.
     #[error("the receipt handle belongs to another topic or consumer group")]
     Foreign,
 }
@@ -75,6 +86,8 @@ impl ReceiptHandle {
         URL_SAFE_NO_PAD.encode(b)
     }
 
+    /// Reads a handle given to a consumer of `topic` and `group` (broker names, as for
+    /// [`ReceiptHandle::encode`]); surrounding blanks are ignored.
     pub fn decode(text: &str, topic: &str, group: &str) -> Result<Self, HandleError> {
         use HandleError::Malformed;
         if text.len() > MAX_TEXT {

@@ -53,6 +53,8 @@ pub struct AliyunApi<B: BrokerApi> {
 }
 
 impl<B: BrokerApi> AliyunApi<B> {
+    /// Publishes through `client` under `config.producer_group`, consumes through `gateway`.
+    /// The config is expected to have passed [`AliyunConfig::validate`].
     pub fn new(client: MQClient, gateway: Arc<Gateway<B>>, config: &AliyunConfig) -> Arc<Self> {
         Arc::new(AliyunApi {
             credentials: config.credentials(),
@@ -62,6 +64,7 @@ impl<B: BrokerApi> AliyunApi<B> {
         })
     }
 
+    /// The `[aliyun]` settings the API runs with.
     pub fn config(&self) -> &AliyunConfig {
         &self.config
     }

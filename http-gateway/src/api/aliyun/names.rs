@@ -43,6 +43,7 @@ impl Namespace {
         }
     }
 
+    /// The instance id; None when the request carried no (or an empty) `ns`.
     pub fn as_str(&self) -> Option<&str> {
         self.0.as_deref()
     }

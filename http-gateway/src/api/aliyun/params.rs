@@ -33,10 +33,13 @@ fn required<'a>(p: &'a [(String, String)], k: &str) -> Result<&'a str, AliyunErr
 /// `POST /topics/{topic}/messages?ns=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishParams {
+    /// The instance the topic belongs to (`ns`); none when absent or empty.
     pub ns: Namespace,
 }
 
 impl PublishParams {
+    /// Reads the raw query string; `InvalidQueryString` if it cannot be decoded,
+    /// `InvalidArgument` for a bad instance id.
     pub fn parse(query: Option<&str>) -> Result<Self, AliyunError> {
         let p = pairs(query)?;
         Ok(PublishParams {
@@ -48,6 +51,7 @@ impl PublishParams {
 /// How a consume hands out messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumeMode {
+    /// No `trans`: messages of a queue are handed out without waiting for acks.
     Concurrent,
     /// `trans=order`: per queue, nothing new until the previous delivery is acked.
     Ordered,
@@ -56,17 +60,25 @@ pub enum ConsumeMode {
 /// `GET /topics/{topic}/messages?consumer=&numOfMessages=[&ns=][&waitseconds=][&tag=][&trans=]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumeParams {
+    /// The instance (`ns`); none when absent or empty.
     pub ns: Namespace,
     /// As sent; valid as a group name of `ns`.
     pub consumer: String,
+    /// `numOfMessages`: at most this many messages, 1..=[`MAX_MESSAGES`].
     pub num_of_messages: u32,
+    /// `waitseconds`, 0..=[`MAX_WAIT_SECONDS`] s: how long to wait for a first message.
     /// Zero: answer at once.
     pub wait: Duration,
+    /// `tag`: which messages the consumer wants.
     pub filter: TagFilter,
+    /// `trans`: absent or `order` (`pop` is refused).
     pub mode: ConsumeMode,
 }
 
 impl ConsumeParams {
+    /// Reads the raw query string; `InvalidQueryString` if it cannot be decoded or lacks
+    /// `consumer`/`numOfMessages`, `InvalidArgument` for a bad or out-of-range number, a bad
+    /// name or tag, or an unsupported `trans`.
     pub fn parse(query: Option<&str>) -> Result<Self, AliyunError> {
         let p = pairs(query)?;
         let num: u32 = required(&p, "numOfMessages")?.parse().map_err(|_| {
@@ -122,11 +134,16 @@ impl ConsumeParams {
 /// `DELETE /topics/{topic}/messages?consumer=[&ns=]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckParams {
+    /// The instance (`ns`); none when absent or empty.
     pub ns: Namespace,
+    /// The group the handles were given to, as sent; valid as a group name of `ns`.
     pub consumer: String,
 }
 
 impl AckParams {
+    /// Reads the raw query string; `InvalidQueryString` if it cannot be decoded or lacks
+    /// `consumer`, `InvalidArgument` for a bad name or any `trans` (transactional commit and
+    /// rollback are not served).
     pub fn parse(query: Option<&str>) -> Result<Self, AliyunError> {
         let p = pairs(query)?;
         match get(&p, "trans") {

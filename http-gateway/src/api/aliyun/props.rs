@@ -15,9 +15,13 @@ use rmq_remoting::message::Properties;
 
 use super::error::{invalid_argument, AliyunError};
 
+/// The message keys, space-separated.
 pub const KEYS: &str = "KEYS";
+/// The partition key of an ordered message: same key, same queue.
 pub const SHARDING_KEY: &str = "__SHARDINGKEY";
+/// When a timed message is delivered, ms since the epoch.
 pub const START_DELIVER_TIME: &str = "__STARTDELIVERTIME";
+/// Seconds until the first transaction check; its presence makes a message transactional.
 pub const TRANS_CHECK_TIME: &str = "__TransCheckT";
 
 /// Property names RocketMQ brokers and clients give a meaning to. Not exhaustive of every
@@ -68,6 +72,9 @@ const SYSTEM: &[&str] = &[
     "DLQ_ORIGIN_MESSAGE_ID",
 ];
 
+/// Whether RocketMQ gives the property name a meaning of its own: a publish may set none of
+/// these but `KEYS`, and a consumer gets none of them as a user property (`KEYS` comes from the
+/// message keys).
 pub fn is_system(name: &str) -> bool {
     SYSTEM.contains(&name)
 }
@@ -75,15 +82,21 @@ pub fn is_system(name: &str) -> bool {
 /// What a publish's `Properties` asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageProps {
+    /// `KEYS` split at blanks; empty if absent.
     pub keys: Vec<String>,
+    /// `__SHARDINGKEY`; None if absent or empty.
     pub sharding_key: Option<String>,
     /// `__STARTDELIVERTIME`, epoch ms.
     pub start_deliver_time: Option<i64>,
+    /// `__TransCheckT` was present.
     pub transactional: bool,
     /// User properties in order, reserved `__` names included (they travel with the message).
     pub user: Vec<(String, String)>,
 }
 
+/// Reads a publish's `Properties` (None: the element was absent); `InvalidArgument` for an item
+/// that is not `key:value`, a control character, a bad `__STARTDELIVERTIME` or a name RocketMQ
+/// reserves. A repeated name keeps its last value.
 pub fn parse(text: Option<&str>) -> Result<MessageProps, AliyunError> {
     let mut p = MessageProps::default();
     let Some(text) = text else { return Ok(p) };

@@ -62,14 +62,19 @@ pub fn delay_level_for(delay: Duration) -> Option<u8> {
 /// What a publish answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
+    /// `MessageId`: the message's unique key, as consumers will see it.
     pub message_id: String,
     /// Upper-case hex MD5 of the body's UTF-8 bytes.
     pub body_md5: String,
+    /// The broker that stored the message.
     pub broker_name: String,
+    /// The queue on that broker.
     pub queue_id: i32,
+    /// The message's offset in that queue.
     pub queue_offset: i64,
 }
 
+/// `MessageBodyMD5`: the upper-case hex MD5 of the body bytes.
 pub fn body_md5(body: &[u8]) -> String {
     Md5::digest(body)
         .iter()
@@ -159,6 +164,8 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Sends through `client` under the producer group `group`, never creating topics (a
+    /// missing one is `TopicNotExist`).
     pub fn new(client: MQClient, group: &str) -> Self {
         let mut pc = ProducerConfig::new(group);
         // Aliyun answers TopicNotExist for a topic nobody created; so does the gateway.
@@ -168,6 +175,7 @@ impl Publisher {
         }
     }
 
+    /// The largest body the producer sends, in bytes; a larger one is `InvalidArgument`.
     pub fn max_body(&self) -> usize {
         self.producer.config().max_message_size
     }

@@ -25,11 +25,16 @@ pub fn validate_tag(t: &str) -> Result<(), AliyunError> {
 /// Which tags a consume wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagFilter {
+    /// No `tag`, an empty one or `*`: every message, tagged or not.
     All,
+    /// Messages carrying one of these tags (distinct, in the order sent); untagged ones do not
+    /// match.
     AnyOf(Vec<String>),
 }
 
 impl TagFilter {
+    /// From the (already URL-decoded) `tag` parameter, `TagA||TagB`; `InvalidArgument` if a
+    /// part is not a valid tag.
     pub fn parse(tag: Option<&str>) -> Result<Self, AliyunError> {
         let Some(t) = tag.map(str::trim).filter(|t| !t.is_empty() && *t != "*") else {
             return Ok(TagFilter::All);
@@ -44,6 +49,7 @@ impl TagFilter {
         Ok(TagFilter::AnyOf(tags))
     }
 
+    /// Whether a message with this tag (None: untagged) is wanted.
     pub fn matches(&self, tag: Option<&str>) -> bool {
         match self {
             TagFilter::All => true,

@@ -110,12 +110,17 @@ fn parse_flat(body: &[u8]) -> Result<Flat, AliyunError> {
 /// The body of PublishMessage.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PublishRequest {
+    /// `MessageBody`, unescaped; never empty.
     pub body: String,
+    /// `MessageTag`, unvalidated; None if absent or empty.
     pub tag: Option<String>,
-    /// The raw `Properties` text, `k:v|k:v|`.
+    /// The raw `Properties` text, `k:v|k:v|`; None if absent or empty.
     pub properties: Option<String>,
 }
 
+/// Reads a PublishMessage body, with or without namespace, escaped or CDATA, children in any
+/// order (unknown ones ignored). `MalformedXML` for bad XML, another root than `<Message>` or a
+/// repeated child; `InvalidArgument` for no body or a missing or empty `<MessageBody>`.
 pub fn parse_publish(body: &[u8]) -> Result<PublishRequest, AliyunError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid_argument(
@@ -228,8 +233,12 @@ pub fn error_document(code: &str, message: &str, request_id: &str, host_id: &str
 /// One failed handle of an ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckFailure {
+    /// `ErrorCode`: `ReceiptHandleError` (malformed, foreign or unknown handle) or
+    /// `MessageNotExist` (the handle expired).
     pub code: String,
+    /// `ErrorMessage`, for people.
     pub message: String,
+    /// `ReceiptHandle`: the handle as sent.
     pub handle: String,
 }
 
@@ -268,16 +277,26 @@ pub fn publish_document(message_id: &str, body_md5: &str) -> String {
 /// One message of a ConsumeMessage answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConsumedMessage {
+    /// `MessageId`: the id the publish answered.
     pub message_id: String,
+    /// `ReceiptHandle`: acks this delivery.
     pub receipt_handle: String,
+    /// `MessageBodyMD5`: upper-case hex MD5 of the body.
     pub body_md5: String,
+    /// `MessageBody`, as text.
     pub body: String,
+    /// `PublishTime`: when the broker stored the message, ms since the epoch.
     pub publish_time: i64,
+    /// `NextConsumeTime`: when the message comes again unless acked, ms since the epoch.
     pub next_consume_time: i64,
+    /// `FirstConsumeTime`: when it was first handed out, ms since the epoch.
     pub first_consume_time: i64,
+    /// `ConsumedTimes`: 1 on the first delivery.
     pub consumed_times: u32,
+    /// `MessageTag`; None (or empty): the element is left out.
     pub tag: Option<String>,
-    /// `k:v|k:v|` as [`super::props::encode`] writes it.
+    /// `k:v|k:v|` as [`super::props::encode`] writes it; None (or empty): the element is left
+    /// out.
     pub properties: Option<String>,
 }
 
