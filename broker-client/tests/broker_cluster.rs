@@ -16,30 +16,8 @@ use std::time::{Duration, Instant};
 use rmq_client::{
     ClientConfig, MQClient, Message, Producer, ProducerConfig, PullConsumer, PullConsumerConfig,
 };
-use rmq_remoting::header::{CommandHeader, TopicFilterType, UpdateAndCreateTopicRequestHeader};
-use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
+use rmq_test_support::cluster::{broker_addrs, create_on_both, env};
 use rmq_test_support::unique;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start a two-broker cluster with RMQ_BROKER_IMPL=apache \
-             RMQ_BROKER_CLUSTER=2 scripts/broker.sh start and run this test through \
-             scripts/broker.sh exec -- cargo test --features broker-cluster-tests ..."
-        )
-    })
-}
-
-fn broker_addrs() -> [String; 2] {
-    assert_eq!(
-        env("RMQ_BROKER_CLUSTER"),
-        "2",
-        "this test needs broker-a and broker-b (RMQ_BROKER_CLUSTER=2)"
-    );
-    let a: u16 = env("RMQ_BROKER_PORT").parse().unwrap();
-    let b: u16 = env("RMQ_BROKER_B_PORT").parse().unwrap();
-    [format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}")]
-}
 
 /// The broker that stored a message, by the store host it reports.
 fn broker_of(store_host: &std::net::SocketAddr) -> String {
@@ -68,49 +46,6 @@ impl Drop for RestartOnDrop {
         if self.0 {
             broker_ctl("start-broker", "broker-b");
         }
-    }
-}
-
-/// Creates `topic` with 4 queues on both brokers and waits until the name server routes it to
-/// both (a topic auto-created by a first send would live on one broker only).
-async fn create_on_both(c: &MQClient, topic: &str) {
-    for addr in broker_addrs() {
-        let h = UpdateAndCreateTopicRequestHeader {
-            topic: topic.to_owned(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: 4,
-            write_queue_nums: 4,
-            perm: 6,
-            topic_filter_type: TopicFilterType::SingleTag,
-            topic_sys_flag: Some(0),
-            order: false,
-            attributes: None,
-            force: None,
-        };
-        let cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic, h.to_ext_fields());
-        let r = c
-            .invoke_broker(&addr, cmd, Some(Duration::from_secs(10)))
-            .await
-            .unwrap();
-        assert_eq!(r.response_code(), ResponseCode::Success, "{addr}: {r:?}");
-    }
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(r)) = c.refresh_route(topic).await {
-            let brokers: BTreeSet<&str> = r
-                .publish_queues
-                .iter()
-                .map(|q| q.broker_name.as_str())
-                .collect();
-            if brokers.len() == 2 {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the name server never routed {topic} to both brokers"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -7,7 +7,7 @@
 //! `scripts/broker.sh exec -- cargo test -p rmq-gateway --features broker-cluster-tests --test gateway_cluster`.
 //! Fails, never skips, without such a cluster.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,22 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_client::{ClientConfig, MQClient};
-use rmq_remoting::header::{CommandHeader, TopicFilterType, UpdateAndCreateTopicRequestHeader};
-use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
+use rmq_test_support::cluster::{create_on_both, env};
 use rmq_test_support::unique;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmq-gateway");
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start a two-broker cluster with RMQ_BROKER_IMPL=apache \
-             RMQ_BROKER_CLUSTER=2 scripts/broker.sh start and run this test through \
-             scripts/broker.sh exec -- cargo test --features broker-cluster-tests ..."
-        )
-    })
-}
 
 fn broker_ctl(cmd: &str, broker: &str) {
     let script = env("RMQ_BROKER_SCRIPT");
@@ -49,57 +38,6 @@ impl Drop for RestartOnDrop {
     fn drop(&mut self) {
         broker_ctl("start-broker", "broker-b");
     }
-}
-
-/// Creates `topic` with 4 queues on both brokers and waits until the name server routes it to
-/// both.
-async fn create_on_both(topic: &str) {
-    assert_eq!(
-        env("RMQ_BROKER_CLUSTER"),
-        "2",
-        "this test needs broker-a and broker-b (RMQ_BROKER_CLUSTER=2)"
-    );
-    let c = MQClient::start(ClientConfig::new(&env("RMQ_NAMESRV"))).unwrap();
-    for port in [env("RMQ_BROKER_PORT"), env("RMQ_BROKER_B_PORT")] {
-        let h = UpdateAndCreateTopicRequestHeader {
-            topic: topic.to_owned(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: 4,
-            write_queue_nums: 4,
-            perm: 6,
-            topic_filter_type: TopicFilterType::SingleTag,
-            topic_sys_flag: Some(0),
-            order: false,
-            attributes: None,
-            force: None,
-        };
-        let cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic, h.to_ext_fields());
-        let addr = format!("127.0.0.1:{port}");
-        let r = c
-            .invoke_broker(&addr, cmd, Some(Duration::from_secs(10)))
-            .await
-            .unwrap();
-        assert_eq!(r.response_code(), ResponseCode::Success, "{addr}: {r:?}");
-    }
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(r)) = c.refresh_route(topic).await {
-            let brokers: BTreeSet<&str> = r
-                .publish_queues
-                .iter()
-                .map(|q| q.broker_name.as_str())
-                .collect();
-            if brokers.len() == 2 {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the name server never routed {topic} to both brokers"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    c.shutdown().await;
 }
 
 /// The gateway binary on a free port; killed when dropped (its log printed if the test failed).
@@ -311,7 +249,9 @@ async fn wait_consumed(out: &Mutex<Consumed>, want: &[String], within: Duration,
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_failover_gateway_produce_and_consume() {
     let topic = unique("T_gwcluster");
-    create_on_both(&topic).await;
+    let c = MQClient::start(ClientConfig::new(&env("RMQ_NAMESRV"))).unwrap();
+    create_on_both(&c, &topic).await;
+    c.shutdown().await;
     let gw = Gateway::start(&format!(
         "[[producer]]\nname = \"cluster-p\"\ntopic = \"{topic}\"\n\
          [[consumer]]\nname = \"cluster-c\"\ntopic = \"{topic}\"\nmode = \"clustering\"\n\

@@ -287,3 +287,69 @@ impl Drop for Gateway {
         }
     }
 }
+
+/// The two-broker cluster of the failover tests (`RMQ_BROKER_IMPL=apache RMQ_BROKER_CLUSTER=2
+/// scripts/broker.sh start`): its settings, and topics that live on both brokers.
+pub mod cluster {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use rmq_client::admin::TopicConfig;
+    use rmq_client::MQClient;
+
+    /// A setting `scripts/broker.sh exec` exports; panics saying how to start the cluster.
+    pub fn env(name: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: start a two-broker cluster with RMQ_BROKER_IMPL=apache \
+                 RMQ_BROKER_CLUSTER=2 scripts/broker.sh start and run this test through \
+                 scripts/broker.sh exec -- cargo test --features broker-cluster-tests ..."
+            )
+        })
+    }
+
+    /// broker-a's and broker-b's addresses.
+    pub fn broker_addrs() -> [String; 2] {
+        assert_eq!(
+            env("RMQ_BROKER_CLUSTER"),
+            "2",
+            "this test needs broker-a and broker-b (RMQ_BROKER_CLUSTER=2)"
+        );
+        let a: u16 = env("RMQ_BROKER_PORT").parse().unwrap();
+        let b: u16 = env("RMQ_BROKER_B_PORT").parse().unwrap();
+        [format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}")]
+    }
+
+    /// Creates `topic` with 4 queues on both brokers and waits until the name server routes it
+    /// to both (a topic auto-created by a first send would live on one broker only).
+    pub async fn create_on_both(c: &MQClient, topic: &str) {
+        let config = TopicConfig {
+            read_queue_nums: 4,
+            write_queue_nums: 4,
+            ..TopicConfig::new(topic)
+        };
+        for addr in broker_addrs() {
+            c.create_topic(&addr, &config)
+                .await
+                .unwrap_or_else(|e| panic!("creating {topic} on {addr}: {e}"));
+        }
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(r)) = c.refresh_route(topic).await {
+                let brokers: BTreeSet<&str> = r
+                    .publish_queues
+                    .iter()
+                    .map(|q| q.broker_name.as_str())
+                    .collect();
+                if brokers.len() == 2 {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the name server never routed {topic} to both brokers"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
