@@ -172,6 +172,21 @@ impl RemotingClient {
             .await
     }
 
+    /// The addresses with an open connection now, for monitoring. A connection being dialled
+    /// right now does not count yet.
+    pub fn open_connections(&self) -> Vec<String> {
+        self.inner
+            .slots
+            .lock()
+            .iter()
+            .filter(|(_, slot)| {
+                slot.try_lock()
+                    .is_ok_and(|s| s.conn.as_ref().is_some_and(|c| !c.is_closed()))
+            })
+            .map(|(addr, _)| addr.clone())
+            .collect()
+    }
+
     /// Drops the connection to `addr` (e.g. after a name-server timeout, to fail over).
     pub async fn close_connection(&self, addr: &str) {
         let slot = self.inner.slots.lock().get(addr).cloned();

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
 use rmq_client::{ClientConfig, ClientError, MQClient, Producer};
 use rmq_client::{MessageKey, PullRequest};
@@ -16,6 +18,8 @@ use tracing::warn;
 pub use rmq_client::{Message, QueueSelector};
 
 use crate::config::{Config, StartFrom};
+use crate::metrics::Metrics;
+use crate::observe::{Connections, Probe};
 
 /// How a broker call failed, in the classes the gateway answers differently.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -192,9 +196,11 @@ pub trait BrokerApi: Send + Sync + 'static {
 }
 
 /// [`BrokerApi`] over rmq-client: one client, one producer per configured producer group.
+/// Every call is timed and counted by request code in its [`Metrics`].
 pub struct ClientBroker {
     client: MQClient,
     producers: HashMap<String, Producer>,
+    metrics: Arc<Metrics>,
 }
 
 impl ClientBroker {
@@ -223,7 +229,76 @@ impl ClientBroker {
                 (group, Producer::new(client.clone(), pc))
             })
             .collect();
-        Ok(ClientBroker { client, producers })
+        Ok(ClientBroker {
+            client,
+            producers,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// Counts calls into `metrics` (the one the gateway's `/metrics` shows) instead of counters
+    /// of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Times `call` under the request code `code`.
+    async fn timed<T>(
+        &self,
+        code: &'static str,
+        call: impl Future<Output = BrokerResult<T>>,
+    ) -> BrokerResult<T> {
+        let start = Instant::now();
+        let r = call.await;
+        self.metrics
+            .broker_call(code, start.elapsed(), r.as_ref().err());
+        r
+    }
+
+    /// Asks the name servers for the route of each of `topics` now (for `/readyz`; it also
+    /// refreshes the client's route cache).
+    pub async fn probe_routes(&self, topics: &[String]) -> Probe {
+        let mut probe = Probe::default();
+        if topics.is_empty() {
+            let r = self
+                .timed("GET_BROKER_CLUSTER_INFO", async {
+                    Ok(self.client.namesrv().cluster_info().await?)
+                })
+                .await;
+            match r {
+                Ok(_) => probe.answered = true,
+                Err(e) => probe.error = Some(e.to_string()),
+            }
+            return probe;
+        }
+        for t in topics {
+            let r = self
+                .timed("GET_ROUTEINFO_BY_TOPIC", async {
+                    Ok(self.client.refresh_route(t).await?)
+                })
+                .await;
+            match r {
+                Ok(Some(_)) => probe.answered = true,
+                Ok(None) => {
+                    probe.answered = true;
+                    probe.missing_routes.push(t.clone());
+                }
+                Err(e) => probe.error = Some(e.to_string()),
+            }
+        }
+        probe
+    }
+
+    /// Open connections to brokers and to name servers.
+    pub fn connections(&self) -> Connections {
+        let namesrvs = self.client.namesrv().addrs();
+        let open = self.client.remoting().open_connections();
+        let name_servers = open.iter().filter(|a| namesrvs.contains(a)).count();
+        Connections {
+            brokers: open.len() - name_servers,
+            name_servers,
+        }
     }
 
     /// The underlying client, for calls outside [`BrokerApi`] (administration, tests).
@@ -301,12 +376,18 @@ impl BrokerApi for ClientBroker {
         selector: QueueSelector,
     ) -> BrokerResult<Sent> {
         let p = self.producer(producer_group)?;
-        Ok(sent(p.send_with(msg, selector).await?))
+        self.timed("SEND_MESSAGE", async {
+            Ok(sent(p.send_with(msg, selector).await?))
+        })
+        .await
     }
 
     async fn send_batch(&self, producer_group: &str, msgs: Vec<Message>) -> BrokerResult<Sent> {
         let p = self.producer(producer_group)?;
-        Ok(sent(p.send_batch(msgs, QueueSelector::RoundRobin).await?))
+        self.timed("SEND_BATCH_MESSAGE", async {
+            Ok(sent(p.send_batch(msgs, QueueSelector::RoundRobin).await?))
+        })
+        .await
     }
 
     async fn pull(
@@ -318,7 +399,9 @@ impl BrokerApi for ClientBroker {
     ) -> BrokerResult<Pulled> {
         let mut req = PullRequest::new(group.to_owned(), offset);
         req.max_msgs = max as i32;
-        let r = self.client.pull(mq, &req).await?;
+        let r = self
+            .timed("PULL_MESSAGE", async { Ok(self.client.pull(mq, &req).await?) })
+            .await?;
         use rmq_client::PullStatus as P;
         Ok(Pulled {
             status: match r.status {
@@ -345,10 +428,13 @@ impl BrokerApi for ClientBroker {
         broker_name: &str,
         mqs: &[MessageQueue],
     ) -> BrokerResult<Vec<MessageQueue>> {
-        Ok(self
-            .client
-            .lock_batch_as(group, client_id, broker_name, mqs)
-            .await?)
+        self.timed("LOCK_BATCH_MQ", async {
+            Ok(self
+                .client
+                .lock_batch_as(group, client_id, broker_name, mqs)
+                .await?)
+        })
+        .await
     }
 
     async fn unlock(
@@ -358,33 +444,44 @@ impl BrokerApi for ClientBroker {
         broker_name: &str,
         mqs: &[MessageQueue],
     ) -> BrokerResult<()> {
-        Ok(self
-            .client
-            .unlock_batch_as(group, client_id, broker_name, mqs)
-            .await?)
+        self.timed("UNLOCK_BATCH_MQ", async {
+            Ok(self
+                .client
+                .unlock_batch_as(group, client_id, broker_name, mqs)
+                .await?)
+        })
+        .await
     }
 
     async fn query_offset(&self, group: &str, mq: &MessageQueue) -> BrokerResult<Option<i64>> {
-        Ok(self.client.query_consumer_offset(group, mq).await?)
+        self.timed("QUERY_CONSUMER_OFFSET", async {
+            Ok(self.client.query_consumer_offset(group, mq).await?)
+        })
+        .await
     }
 
     async fn commit_offset(&self, group: &str, mq: &MessageQueue, offset: i64) -> BrokerResult<()> {
-        Ok(self
-            .client
-            .update_consumer_offset(group, mq, offset)
-            .await?)
+        self.timed("UPDATE_CONSUMER_OFFSET", async {
+            Ok(self.client.update_consumer_offset(group, mq, offset).await?)
+        })
+        .await
     }
 
     async fn max_offset(&self, mq: &MessageQueue) -> BrokerResult<i64> {
-        Ok(self.client.max_offset(mq).await?)
+        self.timed("GET_MAX_OFFSET", async { Ok(self.client.max_offset(mq).await?) })
+            .await
     }
 
     async fn min_offset(&self, mq: &MessageQueue) -> BrokerResult<i64> {
-        Ok(self.client.min_offset(mq).await?)
+        self.timed("GET_MIN_OFFSET", async { Ok(self.client.min_offset(mq).await?) })
+            .await
     }
 
     async fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> BrokerResult<i64> {
-        Ok(self.client.search_offset(mq, timestamp_ms).await?)
+        self.timed("SEARCH_OFFSET_BY_TIMESTAMP", async {
+            Ok(self.client.search_offset(mq, timestamp_ms).await?)
+        })
+        .await
     }
 
     async fn find_by_unique_key(
@@ -395,8 +492,12 @@ impl BrokerApi for ClientBroker {
     ) -> BrokerResult<Vec<MessageExt>> {
         // UNIQ_KEYs carry no time the broker can use; search the broker's whole index window.
         let mut v = self
-            .client
-            .query_message(topic, MessageKey::UniqId(key), 32, 0, end_ms)
+            .timed("QUERY_MESSAGE", async {
+                Ok(self
+                    .client
+                    .query_message(topic, MessageKey::UniqId(key), 32, 0, end_ms)
+                    .await?)
+            })
             .await?;
         v.truncate(1);
         Ok(v)
@@ -409,10 +510,13 @@ impl BrokerApi for ClientBroker {
         broker_name: &str,
     ) -> BrokerResult<()> {
         // A negative delay level sends the message to the DLQ whatever its reconsume count.
-        Ok(self
-            .client
-            .send_back(group, msg, -1, 0, Some(broker_name))
-            .await?)
+        self.timed("CONSUMER_SEND_MSG_BACK", async {
+            Ok(self
+                .client
+                .send_back(group, msg, -1, 0, Some(broker_name))
+                .await?)
+        })
+        .await
     }
 
     async fn shutdown(&self) {

@@ -1,5 +1,6 @@
 //! The `rmq-gateway` binary: a TOML file, then environment variables, then flags
-//! (`rmq-gateway --help` lists them). Logs: RUST_LOG (default info).
+//! (`rmq-gateway --help` lists them). Logs: RUST_LOG (default info), one access-log line per
+//! request (target `rmq_gateway::access`); JSON lines with RMQ_LOG_FORMAT=json.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +12,14 @@ use clap::Parser;
 use rmq_gateway::broker::ClientBroker;
 use rmq_gateway::clock::{Clock, SystemClock};
 use rmq_gateway::config::{Config, Overrides};
+use rmq_gateway::api::ops::Ops;
+use rmq_gateway::metrics::Metrics;
+use rmq_gateway::observe::Readiness;
 use rmq_gateway::service::Gateway;
 use tracing::info;
+
+/// How often the observer probes the name servers and reads the consumers' offsets.
+const OBSERVE_EVERY: Duration = Duration::from_secs(2);
 
 /// RocketMQ over HTTP: the MQ-Proxy/MQCloud `/mq/*` API on a RocketMQ name server and brokers.
 #[derive(Debug, Parser)]
@@ -93,21 +100,25 @@ async fn shutdown_signal(gw: Arc<Gateway<ClientBroker>>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(false)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    match std::env::var("RMQ_LOG_FORMAT").as_deref() {
+        Ok("json") => log.json().flatten_event(true).init(),
+        Ok("text") | Ok("") | Err(_) => log.init(),
+        Ok(other) => anyhow::bail!("RMQ_LOG_FORMAT must be json or text, not {other:?}"),
+    }
     let config = load(args).context("configuration")?;
     let clock = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::new());
     let broker = ClientBroker::start(
         &config,
         format!("rmq-gateway@{}#{}", std::process::id(), clock.now_ms()),
     )
-    .context("starting the client")?;
+    .context("starting the client")?
+    .with_metrics(metrics.clone());
     let aliyun_client = broker.client().clone();
-    let gw = Gateway::new(&config, broker, clock);
+    let gw = Gateway::with_metrics(&config, broker, clock.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -124,11 +135,31 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
+    let readiness = Arc::new(Readiness::default());
+    let ops = Ops::new(gw.clone(), readiness.clone());
+    // Name-server probe (readiness), connection counts and the consumers' broker offsets for
+    // the status page and /metrics; apart from the lock upkeep so a slow broker delays neither.
+    let observer = {
+        let (gw, ops) = (gw.clone(), ops.clone());
+        let mut topics: Vec<String> = config.producers.iter().map(|p| p.topic.clone()).collect();
+        topics.extend(config.consumers.iter().map(|c| c.topic.clone()));
+        topics.sort();
+        topics.dedup();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(OBSERVE_EVERY);
+            loop {
+                tick.tick().await;
+                let probe = gw.broker().probe_routes(&topics).await;
+                readiness.record(clock.now_ms(), probe);
+                ops.set_connections(gw.broker().connections());
+                gw.refresh_observed().await;
+            }
+        })
+    };
     let aliyun =
         rmq_gateway::api::aliyun::AliyunApi::new(aliyun_client, gw.clone(), &config.aliyun);
     let app = rmq_gateway::api::app(
-        rmq_gateway::api::mqproxy::router(gw.clone())
-            .merge(rmq_gateway::api::aliyun::router(aliyun)),
+        rmq_gateway::api::all_routes(gw.clone(), aliyun, ops).into_router(),
         &config.cors_allowed_origins,
     );
     axum::serve(
@@ -139,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("server")?;
     maint.abort();
+    observer.abort();
     gw.shutdown().await;
     info!("stopped");
     Ok(())

@@ -5,8 +5,12 @@
 pub mod aliyun;
 pub mod cors;
 pub mod mqproxy;
+pub mod ops;
+pub mod routes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ops;
 #[cfg(test)]
 mod tests_cors;
 
@@ -34,6 +38,20 @@ pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// that preflights and error answers of every route carry its headers.
 pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>, cors_allowed_origins: &[String]) -> Router {
     app(mqproxy::router(gw), cors_allowed_origins)
+}
+
+/// Every route of the gateway: both APIs and the operator's, counted and logged by
+/// [`ops::track`]. The route table is what `/openapi.json` must describe.
+pub fn all_routes<B: BrokerApi>(
+    gw: Arc<Gateway<B>>,
+    aliyun: Arc<aliyun::AliyunApi<B>>,
+    ops: Arc<ops::Ops>,
+) -> routes::Routes {
+    let metrics = gw.metrics().clone();
+    let all = mqproxy::routes(gw)
+        .merge(aliyun::routes(aliyun))
+        .merge(ops::routes(ops));
+    ops::tracked(all, metrics)
 }
 
 /// `routes` (of one or more APIs) with CORS around them, when configured.
@@ -76,12 +94,16 @@ pub struct Envelope<T: Serialize> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Gateway(e) => Json(Envelope::<()> {
-                status: e.status(),
-                message: Some(e.to_string()),
-                result: None,
-            })
-            .into_response(),
+            ApiError::Gateway(e) => {
+                let mut r = Json(Envelope::<()> {
+                    status: e.status(),
+                    message: Some(e.to_string()),
+                    result: None,
+                })
+                .into_response();
+                r.extensions_mut().insert(ops::ApiStatus(e.status()));
+                r
+            }
             ApiError::Http(r) => r,
         }
     }
@@ -119,6 +141,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             serde_urlencoded::from_str(req.uri().query().unwrap_or(""))
                 .map_err(|e| bad(format!("malformed query string: {e}")))?;
         let headers = req.headers().clone();
+        let note = req.extensions().get::<ops::AccessNote>().cloned();
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -156,11 +179,15 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 values.extend(pairs.into_iter().map(|(k, v)| (k, Value::String(v))));
             }
         }
-        Ok(Params {
+        let params = Params {
             values,
             headers,
             peer,
-        })
+        };
+        if let Some(n) = note {
+            n.fill(|k| params.opt(k));
+        }
+        Ok(params)
     }
 }
 

@@ -8,13 +8,13 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
 use rmq_remoting::message::MessageExt;
 use serde_json::{json, Value};
 
+use super::routes::Routes;
 use super::{bad, ok, ApiError, Params, BODY_LIMIT};
 use crate::broker::BrokerApi;
 use crate::error::GatewayError;
@@ -27,17 +27,23 @@ type ApiResult = Result<Response, ApiError>;
 /// MQ-Proxy's routes (`/mq/produce`, `/mq/produce/batch`, `/mq/message`, `/mq/ack`,
 /// `/mq/unlock`, the queue offset reports, `/mq/consumer/config`) and `/health`, over `gw`.
 pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Router {
-    Router::new()
-        .route("/mq/produce", post(produce::<B>))
-        .route("/mq/produce/batch", post(produce_batch::<B>))
-        .route("/mq/message", get(message::<B>).post(message::<B>))
-        .route("/mq/ack", get(ack::<B>).post(ack::<B>))
-        .route("/mq/unlock", get(unlock::<B>).post(unlock::<B>))
-        .route("/mq/clustering/queue/offset", get(clustering_offsets::<B>))
-        .route("/mq/broadcast/queue/offset", get(broadcast_offsets::<B>))
-        .route("/mq/consumer/config", post(consumer_config::<B>))
-        .route("/health", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    routes(gw).into_router()
+}
+
+/// [`router`] with its route table.
+pub fn routes<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Routes {
+    use axum::http::Method as M;
+    Routes::new()
+        .on("/mq/produce", &[M::POST], produce::<B>)
+        .on("/mq/produce/batch", &[M::POST], produce_batch::<B>)
+        .on("/mq/message", &[M::GET, M::POST], message::<B>)
+        .on("/mq/ack", &[M::GET, M::POST], ack::<B>)
+        .on("/mq/unlock", &[M::GET, M::POST], unlock::<B>)
+        .on("/mq/clustering/queue/offset", &[M::GET], clustering_offsets::<B>)
+        .on("/mq/broadcast/queue/offset", &[M::GET], broadcast_offsets::<B>)
+        .on("/mq/consumer/config", &[M::POST], consumer_config::<B>)
+        .on("/health", &[M::GET], || async { "ok" })
+        .map(|r| r.layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .with_state(gw)
 }
 

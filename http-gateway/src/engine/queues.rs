@@ -342,6 +342,21 @@ pub enum LeaseError {
 pub struct ScopeTable {
     mode: QueueMode,
     queues: BTreeMap<QueueKey, QueueState>,
+    counters: DeliveryCounters,
+}
+
+/// Messages a scope handed out and took back since it was created, for metrics: plain counts
+/// kept under the scope's lock, read by scrapes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryCounters {
+    /// Messages handed out, first deliveries and redeliveries alike.
+    pub delivered: u64,
+    /// Of those, messages handed out again because their deadline passed unacked.
+    pub redelivered: u64,
+    /// Messages acked (one receipt, or every message of an acked batch).
+    pub acked: u64,
+    /// Messages over `max_deliveries`, handed to the driver to dead-letter.
+    pub dead_lettered: u64,
 }
 
 impl Default for ScopeTable {
@@ -356,7 +371,13 @@ impl ScopeTable {
         ScopeTable {
             mode,
             queues: BTreeMap::new(),
+            counters: DeliveryCounters::default(),
         }
+    }
+
+    /// What this table handed out and took back so far.
+    pub fn counters(&self) -> DeliveryCounters {
+        self.counters
     }
 
     /// How this table's queues hand out messages.
@@ -542,6 +563,10 @@ impl ScopeTable {
         }
         s.cursor = Some(cursor.max(next_offset));
         s.empty_at = if out.found() { None } else { Some(now) };
+        let c = &mut self.counters;
+        c.delivered += out.handed.len() as u64;
+        c.redelivered += out.handed.iter().filter(|h| h.count > 1).count() as u64;
+        c.dead_lettered += out.exhausted.len() as u64;
         if out.found() {
             s.claim = None;
             s.deliveries.insert(
@@ -621,11 +646,14 @@ impl ScopeTable {
         let Some(s) = self.queues.get_mut(key) else {
             return AckOutcome::LockNotExist;
         };
+        let mut acked = 0;
         for m in s.in_flight.values_mut() {
-            if m.delivery == current {
+            if m.delivery == current && !m.acked {
                 m.acked = true;
+                acked += 1;
             }
         }
+        self.counters.acked += acked;
         s.committing = Some(t.next_offset);
         AckOutcome::Commit {
             from,
@@ -653,6 +681,7 @@ impl ScopeTable {
             return ReceiptOutcome::Expired;
         }
         m.acked = true;
+        self.counters.acked += 1;
         match s.next_commit() {
             Some(c) => ReceiptOutcome::Commit(c),
             None => ReceiptOutcome::Acked,

@@ -5,6 +5,7 @@
 mod admin;
 mod consume;
 mod locks;
+mod observe;
 mod produce;
 mod receive;
 
@@ -26,6 +27,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConsumerConfig, Mode, QueueModeConfig};
 use crate::engine::{QueueKey, QueueMode, ScopeSettings, ScopeState};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 
 /// Broadcast clientIds one consumer may have on one instance.
 const MAX_BROADCAST_CLIENTS: usize = 1024;
@@ -110,6 +112,10 @@ pub struct Gateway<B: BrokerApi> {
     admin_token: Option<String>,
     /// Upper bound of a fetch's `waitSeconds`.
     max_wait_seconds: u64,
+    /// Counters for `/metrics` (shared with the HTTP layer and the broker seam).
+    metrics: Arc<Metrics>,
+    /// Broker offsets of every consumer's queues as last read by [`Gateway::refresh_observed`].
+    observed: Mutex<observe::Observed>,
 }
 
 /// A clientId as part of a group name: `[A-Za-z0-9-]` kept, every other byte as `_XX` (hex),
@@ -130,6 +136,17 @@ impl<B: BrokerApi> Gateway<B> {
     /// Builds the service for `config` over `broker`, reading time from `clock`. Nothing is sent
     /// yet: a consumer's scope (and its broker registration) is set up on first use.
     pub fn new(config: &Config, broker: B, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Self::with_metrics(config, broker, clock, Arc::new(Metrics::new()))
+    }
+
+    /// [`Gateway::new`], counting into `metrics` (which the HTTP layer and the broker seam
+    /// share).
+    pub fn with_metrics(
+        config: &Config,
+        broker: B,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let producers = config
             .producers
             .iter()
@@ -168,6 +185,8 @@ impl<B: BrokerApi> Gateway<B> {
             stopping: AtomicBool::new(false),
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             max_wait_seconds: config.max_wait_seconds,
+            metrics,
+            observed: Mutex::default(),
         })
     }
 
@@ -175,6 +194,11 @@ impl<B: BrokerApi> Gateway<B> {
     /// through it).
     pub fn broker(&self) -> &B {
         &self.broker
+    }
+
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The client id this instance locks queues under ([`BrokerApi::instance_id`]).

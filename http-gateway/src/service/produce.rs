@@ -84,7 +84,10 @@ impl<B: BrokerApi> Gateway<B> {
             Some(o) => QueueSelector::Key(o.to_owned()),
             None => QueueSelector::RoundRobin,
         };
-        let res = self.broker.send(&p.group, msg, selector).await?;
+        let res = self.broker.send(&p.group, msg, selector).await;
+        let status = crate::metrics::produce_status(&res.as_ref().map(|s| s.status));
+        self.metrics.produced(&r.producer, status, 1);
+        let res = res?;
         self.note_arrival(&res, 1);
         self.arrivals(&p.topic).notify_waiters();
         Ok(res)
@@ -154,6 +157,8 @@ impl<B: BrokerApi> Gateway<B> {
             let msgs: Vec<Message> = c.into_iter().map(|(_, m)| m).collect();
             let n = msgs.len() as i64;
             let r = self.broker.send_batch(&p.group, msgs).await;
+            let status = crate::metrics::produce_status(&r.as_ref().map(|s| s.status));
+            self.metrics.produced(producer, status, n as u64);
             if let Ok(res) = &r {
                 self.note_arrival(res, n);
             }

@@ -29,7 +29,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
 use rmq_client::MQClient;
 
@@ -72,8 +71,19 @@ impl<B: BrokerApi> AliyunApi<B> {
 
 /// The routes, to merge into the gateway's router.
 pub fn router<B: BrokerApi>(api: Arc<AliyunApi<B>>) -> Router {
-    Router::new()
-        .route("/topics/{topic}/messages", any(dispatch::<B>))
+    routes(api).into_router()
+}
+
+/// [`router`] with its route table: publish, consume and ack; other methods get
+/// `InvalidRequestURL`.
+pub fn routes<B: BrokerApi>(api: Arc<AliyunApi<B>>) -> crate::api::routes::Routes {
+    use axum::http::Method as M;
+    crate::api::routes::Routes::new()
+        .any(
+            "/topics/{topic}/messages",
+            &[M::POST, M::GET, M::DELETE],
+            dispatch::<B>,
+        )
         .with_state(api)
 }
 
