@@ -348,6 +348,7 @@ pub struct ScopeTable {
 /// Messages a scope handed out and took back since it was created, for metrics: plain counts
 /// kept under the scope's lock, read by scrapes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeliveryCounters {
     /// Messages handed out, first deliveries and redeliveries alike.
     pub delivered: u64,
