@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The MQ-Proxy guide's jQuery clients in a real browser (headless Chromium) against the gateway,
-# from a page on another origin: http-gateway/tests/browser/{page.html,run.mjs}.
+# from a page on another origin: http-gateway/tests/browser/{page.html,run.mjs}; and the
+# gateway's status page (GET /) with a consumer that has a backlog: status.mjs.
 #
 #   scripts/browser-test.sh install   Debian's chromium (apt) and the npm packages (jQuery,
 #                                     playwright-core) from package-lock.json; idempotent; needs
 #                                     the network, so run it before entering the broker's namespace
 #   scripts/browser-test.sh run       start two gateways on the broker (RMQ_NAMESRV; one with CORS
 #                                     for the page's origin, one without) and run the page against
-#                                     both; run it where the broker is reachable:
+#                                     both; then a third with a backlog for the status page; run it
+#                                     where the broker is reachable:
 #                                       scripts/broker.sh exec -- scripts/browser-test.sh run
 #
 # The gateway binary is built beforehand (cargo build -p rmq-gateway); it is taken from
 # $RMQ_GATEWAY_BIN, else ${CARGO_TARGET_DIR:-target}/debug/rmq-gateway.
-# Ports (loopback): BROWSER_TEST_PORT (default 18580) for the page, +1 and +2 for the gateways.
+# Ports (loopback): BROWSER_TEST_PORT (default 18580) for the page, +1, +2 and +3 for the gateways.
+# STATUS_SCREENSHOT=FILE keeps a PNG of the status page.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -68,7 +71,7 @@ run() {
     local bin=${RMQ_GATEWAY_BIN:-${CARGO_TARGET_DIR:-target}/debug/rmq-gateway}
     [[ -x $bin ]] || { echo "browser-test: no gateway binary at $bin (cargo build -p rmq-gateway)" >&2; exit 1; }
     local base=${BROWSER_TEST_PORT:-18580}
-    local page_port=$base cors_port=$((base + 1)) plain_port=$((base + 2))
+    local page_port=$base cors_port=$((base + 1)) plain_port=$((base + 2)) status_port=$((base + 3))
     local topic=BrowserTest_$$ token=browser-test-$$
     work=$(mktemp -d)
     trap cleanup EXIT
@@ -117,6 +120,46 @@ TOML
     if ((rc != 0)); then
         echo "---- gateway with CORS (log)" >&2
         tail -40 "$work/cors.log" >&2
+        return "$rc"
+    fi
+    status_page "$bin" "$status_port"
+}
+
+# status_page BIN PORT: a gateway whose consumer has a backlog (messages produced, none consumed),
+# and its status page in Chromium.
+status_page() {
+    local bin=$1 port=$2 topic=StatusTest_$$ n=${STATUS_TEST_MESSAGES:-6}
+    cat >"$work/status.toml" <<TOML
+listen = "127.0.0.1:$port"
+namesrv = ["$RMQ_NAMESRV"]
+[[producer]]
+name = "status-producer"
+topic = "$topic"
+[[consumer]]
+name = "status-consumer"
+topic = "$topic"
+TOML
+    env -u RMQ_GATEWAY_CORS_ORIGINS RUST_LOG=warn "$bin" --config "$work/status.toml" >"$work/status.log" 2>&1 &
+    pids+=($!)
+    wait_healthy "http://127.0.0.1:$port" "${pids[-1]}" "$work/status.log"
+    node -e '
+        const [gw, n] = [process.argv[1], Number(process.argv[2])];
+        (async () => {
+            for (let i = 0; i < n; i++) {
+                const r = await fetch(gw + "/mq/produce", { method: "POST",
+                    headers: { "content-type": "application/x-www-form-urlencoded" },
+                    body: new URLSearchParams({ producer: "status-producer", message: "waiting " + i }) });
+                const v = await r.json();
+                if (v.status !== 200) { console.error("produce failed:", JSON.stringify(v)); process.exit(1); }
+            }
+        })();' "http://127.0.0.1:$port" "$n"
+    local rc=0
+    CHROMIUM=$chromium_bin node "$dir/status.mjs" --gw "http://127.0.0.1:$port" \
+        --producer status-producer --consumer status-consumer --backlog "$n" \
+        ${STATUS_SCREENSHOT:+--screenshot "$STATUS_SCREENSHOT"} || rc=$?
+    if ((rc != 0)); then
+        echo "---- gateway of the status page (log)" >&2
+        tail -40 "$work/status.log" >&2
     fi
     return "$rc"
 }
