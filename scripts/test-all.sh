@@ -12,8 +12,10 @@
 #    send_and_pull, produce and consume examples as end-to-end smoke tests (consume must find all
 #    20 messages, then nothing once offsets are committed), the benchmarks in quick mode (they
 #    must run; their numbers are not judged), and stop.
-#    Each phase also runs the guide's jQuery page in headless Chromium (scripts/browser-test.sh)
-#    and the official Aliyun MQ HTTP SDKs (http-gateway/tests/sdk/run.sh) against the gateway.
+#    Each phase also runs the guide's jQuery page and the gateway's status page in headless
+#    Chromium (scripts/browser-test.sh), the schema-driven fuzzing of /openapi.json with
+#    schemathesis (scripts/openapi-fuzz.sh, about 90 s) and the official Aliyun MQ HTTP SDKs
+#    (http-gateway/tests/sdk/run.sh) against the gateway.
 # 3. With Apache RocketMQ: the cluster phase, two Java brokers (broker-a, broker-b) in one cluster,
 #    running the failover tests (broker-b stopped and restarted under producers and consumers,
 #    through the client and through the gateway).
@@ -100,6 +102,9 @@ fi
 step "browser test: install (Debian's chromium; jQuery and playwright-core from npm)"
 scripts/browser-test.sh install
 
+step "OpenAPI fuzzing: install (schemathesis from PyPI, in a venv)"
+scripts/openapi-fuzz.sh install
+
 # in_broker CMD...: CMD where the broker is reachable (its namespace), offline.
 in_broker() { scripts/broker.sh exec -- env CARGO_NET_OFFLINE=true "$@"; }
 
@@ -118,8 +123,11 @@ broker_phase() {
     step "[$impl] cargo test --workspace"
     in_broker cargo test --workspace --features "$ALL_TEST_FEATURES" -- --skip cluster_failover_
 
-    step "[$impl] browser test: the guide's jQuery clients in headless Chromium (CORS on and off)"
+    step "[$impl] browser test: the guide's jQuery clients (CORS on and off) and the status page in headless Chromium"
     in_broker scripts/browser-test.sh run
+
+    step "[$impl] OpenAPI fuzzing: schemathesis against /openapi.json, no 5xx, no crash"
+    in_broker scripts/openapi-fuzz.sh run
 
     step "[$impl] the official Aliyun MQ HTTP SDKs (Python, Node) against the gateway"
     # Installs mq_http_sdk 1.0.3 (PyPI) and @aliyunmq/mq-http-sdk 1.0.4 (npm) on the host (cached),
