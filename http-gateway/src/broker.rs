@@ -400,7 +400,9 @@ impl BrokerApi for ClientBroker {
         let mut req = PullRequest::new(group.to_owned(), offset);
         req.max_msgs = max as i32;
         let r = self
-            .timed("PULL_MESSAGE", async { Ok(self.client.pull(mq, &req).await?) })
+            .timed("PULL_MESSAGE", async {
+                Ok(self.client.pull(mq, &req).await?)
+            })
             .await?;
         use rmq_client::PullStatus as P;
         Ok(Pulled {
@@ -462,19 +464,26 @@ impl BrokerApi for ClientBroker {
 
     async fn commit_offset(&self, group: &str, mq: &MessageQueue, offset: i64) -> BrokerResult<()> {
         self.timed("UPDATE_CONSUMER_OFFSET", async {
-            Ok(self.client.update_consumer_offset(group, mq, offset).await?)
+            Ok(self
+                .client
+                .update_consumer_offset(group, mq, offset)
+                .await?)
         })
         .await
     }
 
     async fn max_offset(&self, mq: &MessageQueue) -> BrokerResult<i64> {
-        self.timed("GET_MAX_OFFSET", async { Ok(self.client.max_offset(mq).await?) })
-            .await
+        self.timed("GET_MAX_OFFSET", async {
+            Ok(self.client.max_offset(mq).await?)
+        })
+        .await
     }
 
     async fn min_offset(&self, mq: &MessageQueue) -> BrokerResult<i64> {
-        self.timed("GET_MIN_OFFSET", async { Ok(self.client.min_offset(mq).await?) })
-            .await
+        self.timed("GET_MIN_OFFSET", async {
+            Ok(self.client.min_offset(mq).await?)
+        })
+        .await
     }
 
     async fn search_offset(&self, mq: &MessageQueue, timestamp_ms: i64) -> BrokerResult<i64> {

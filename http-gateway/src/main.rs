@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rmq_gateway::api::ops::Ops;
 use rmq_gateway::broker::ClientBroker;
 use rmq_gateway::clock::{Clock, SystemClock};
 use rmq_gateway::config::{Config, Overrides};
-use rmq_gateway::api::ops::Ops;
 use rmq_gateway::metrics::Metrics;
 use rmq_gateway::observe::Readiness;
 use rmq_gateway::service::Gateway;
@@ -102,7 +102,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let log = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
     match std::env::var("RMQ_LOG_FORMAT").as_deref() {
         Ok("json") => log.json().flatten_event(true).init(),
         Ok("text") | Ok("") | Err(_) => log.init(),

@@ -447,8 +447,7 @@ fn scrape_registry(snap: &Snapshot) -> Registry {
             .get_or_create(&labels)
             .inc_by(c.counters.redelivered);
         acked.get_or_create(&labels).inc_by(c.counters.acked);
-        dead.get_or_create(&labels)
-            .inc_by(c.counters.dead_lettered);
+        dead.get_or_create(&labels).inc_by(c.counters.dead_lettered);
         for q in &c.queues {
             let ql = QueueLabels {
                 consumer: c.name.clone(),

@@ -258,6 +258,9 @@ mod tests {
             r.check(late).unwrap_err(),
             "no name server answered for 16 s: timeout"
         );
-        assert_eq!(r.view(late).reason.as_deref(), r.check(late).err().as_deref());
+        assert_eq!(
+            r.view(late).reason.as_deref(),
+            r.check(late).err().as_deref()
+        );
     }
 }

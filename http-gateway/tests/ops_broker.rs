@@ -77,7 +77,11 @@ async fn scrape_until(
 async fn wait_ready(http: &reqwest::Client, gw: &Gateway, within: Duration) -> (u16, String) {
     let start = Instant::now();
     loop {
-        let r = http.get(format!("{}/readyz", gw.base)).send().await.unwrap();
+        let r = http
+            .get(format!("{}/readyz", gw.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let body = r.text().await.unwrap();
         if status == 200 || start.elapsed() > within {
@@ -95,7 +99,11 @@ async fn a_scrape_after_a_produce_and_consume_run_shows_what_happened() {
     let mut gw = start("ops-metrics", &tables(&p, &c, &topic)).await;
     let http = http();
     // A fresh topic has no route until the first send creates it: not ready, with the reason.
-    let r = http.get(format!("{}/readyz", gw.base)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/readyz", gw.base))
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     let body = r.text().await.unwrap();
     assert!(
@@ -121,7 +129,12 @@ async fn a_scrape_after_a_produce_and_consume_run_shows_what_happened() {
     }
     // A Java broker registers the auto-created topic's route just after the send.
     let (status, body) = wait_ready(&http, &gw, Duration::from_secs(30)).await;
-    assert_eq!((status, body.as_str()), (200, "ready"), "{}", gw.log_tail(20));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ready"),
+        "{}",
+        gw.log_tail(20)
+    );
 
     let mut got = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -148,9 +161,14 @@ async fn a_scrape_after_a_produce_and_consume_run_shows_what_happened() {
     assert_eq!(got, N);
 
     let prefix = |m: &str| format!("rmq_gateway_{m}{{consumer=\"{c}\",group=\"{c}\"");
-    let committed = format!("rmq_gateway_queue_committed_offset{{consumer=\"{c}\",group=\"{c}\",topic=\"{topic}\"");
-    let max = format!("rmq_gateway_queue_max_offset{{consumer=\"{c}\",group=\"{c}\",topic=\"{topic}\"");
-    let backlog = format!("rmq_gateway_queue_backlog_messages{{consumer=\"{c}\",group=\"{c}\",topic=\"{topic}\"");
+    let committed = format!(
+        "rmq_gateway_queue_committed_offset{{consumer=\"{c}\",group=\"{c}\",topic=\"{topic}\""
+    );
+    let max =
+        format!("rmq_gateway_queue_max_offset{{consumer=\"{c}\",group=\"{c}\",topic=\"{topic}\"");
+    let backlog = format!(
+        "rmq_gateway_queue_backlog_messages{{consumer=\"{c}\",group=\"{c}\",topic=\"{topic}\""
+    );
     // The observer reads the broker offsets every 2 s.
     let text = scrape_until(&http, &gw, Duration::from_secs(20), |t| {
         sum(t, &committed) == Some(N as f64) && sum(t, &backlog) == Some(0.0)
@@ -158,11 +176,21 @@ async fn a_scrape_after_a_produce_and_consume_run_shows_what_happened() {
     .await
     .unwrap_or_else(|t| panic!("offsets not seen in the scrape:\n{t}"));
     println!("---- a scrape after {N} produced and consumed\n{text}");
-    let produced = format!("rmq_gateway_produced_messages_total{{producer=\"{p}\",status=\"SEND_OK\"}}");
+    let produced =
+        format!("rmq_gateway_produced_messages_total{{producer=\"{p}\",status=\"SEND_OK\"}}");
     assert_eq!(sum(&text, &produced), Some(N as f64));
-    assert_eq!(sum(&text, &prefix("consumer_delivered_messages_total")), Some(N as f64));
-    assert_eq!(sum(&text, &prefix("consumer_acked_messages_total")), Some(N as f64));
-    assert_eq!(sum(&text, &prefix("consumer_redelivered_messages_total")), Some(0.0));
+    assert_eq!(
+        sum(&text, &prefix("consumer_delivered_messages_total")),
+        Some(N as f64)
+    );
+    assert_eq!(
+        sum(&text, &prefix("consumer_acked_messages_total")),
+        Some(N as f64)
+    );
+    assert_eq!(
+        sum(&text, &prefix("consumer_redelivered_messages_total")),
+        Some(0.0)
+    );
     assert_eq!(sum(&text, &max), Some(N as f64));
     let http_count = |route: &str, method: &str| {
         sum(
@@ -211,7 +239,10 @@ async fn a_scrape_after_a_produce_and_consume_run_shows_what_happened() {
         .find(|v| v["route"] == "/mq/ack")
         .expect("an access line of an ack");
     assert_eq!(ack["consumer"], c.as_str());
-    assert!(ack["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{ack}");
+    assert!(
+        ack["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+        "{ack}"
+    );
     assert_eq!(ack["status"], 200);
     assert!(ack["duration_ms"].as_f64().is_some());
     assert_eq!(ack["method"], "GET");
@@ -251,7 +282,8 @@ async fn the_status_snapshot_shows_a_waiting_backlog_and_the_openapi_document_is
             .iter()
             .find(|x| x["name"] == c.as_str())
             .cloned();
-        if c0.as_ref().is_some_and(|x| x["backlog"] == N) || start.elapsed() > Duration::from_secs(30)
+        if c0.as_ref().is_some_and(|x| x["backlog"] == N)
+            || start.elapsed() > Duration::from_secs(30)
         {
             break s;
         }
@@ -267,7 +299,10 @@ async fn the_status_snapshot_shows_a_waiting_backlog_and_the_openapi_document_is
     let queues = cv["queues"].as_array().unwrap();
     assert!(!queues.is_empty());
     assert_eq!(
-        queues.iter().map(|q| q["maxOffset"].as_i64().unwrap()).sum::<i64>(),
+        queues
+            .iter()
+            .map(|q| q["maxOffset"].as_i64().unwrap())
+            .sum::<i64>(),
         N as i64
     );
     assert_eq!(snap["producers"][0]["sent"], N);

@@ -10,9 +10,9 @@ pub mod routes;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_ops;
-#[cfg(test)]
 mod tests_cors;
+#[cfg(test)]
+mod tests_ops;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -39,8 +39,16 @@ pub fn routes<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Routes {
         .on("/mq/message", &[M::GET, M::POST], message::<B>)
         .on("/mq/ack", &[M::GET, M::POST], ack::<B>)
         .on("/mq/unlock", &[M::GET, M::POST], unlock::<B>)
-        .on("/mq/clustering/queue/offset", &[M::GET], clustering_offsets::<B>)
-        .on("/mq/broadcast/queue/offset", &[M::GET], broadcast_offsets::<B>)
+        .on(
+            "/mq/clustering/queue/offset",
+            &[M::GET],
+            clustering_offsets::<B>,
+        )
+        .on(
+            "/mq/broadcast/queue/offset",
+            &[M::GET],
+            broadcast_offsets::<B>,
+        )
         .on("/mq/consumer/config", &[M::POST], consumer_config::<B>)
         .on("/health", &[M::GET], || async { "ok" })
         .map(|r| r.layer(DefaultBodyLimit::max(BODY_LIMIT)))

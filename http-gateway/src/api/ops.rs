@@ -87,7 +87,11 @@ async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
 async fn readyz(State(ops): State<Arc<Ops>>) -> Response {
     match ops.readiness.check((ops.now_ms)()) {
         Ok(()) => "ready".into_response(),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -181,9 +185,7 @@ pub async fn track(State(t): State<Tracker>, mut req: Request, next: Next) -> Re
     t.metrics.http_request(method, route, status, took);
     if let Some((note, path, query)) = note {
         let f = note.0.lock();
-        let from_query = |k: &str| {
-            form_urlencoded_get(&query, k)
-        };
+        let from_query = |k: &str| form_urlencoded_get(&query, k);
         let consumer = f.consumer.clone().or_else(|| from_query("consumer"));
         let producer = f.producer.clone().or_else(|| from_query("producer"));
         let request_id = f.request_id.clone().or_else(|| {

@@ -115,8 +115,14 @@ async fn every_served_route_is_documented_and_every_documented_one_is_served() {
     let documented = documented();
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&served).collect();
-    assert!(undocumented.is_empty(), "served, not in openapi.json: {undocumented:?}");
-    assert!(unserved.is_empty(), "in openapi.json, not served: {unserved:?}");
+    assert!(
+        undocumented.is_empty(),
+        "served, not in openapi.json: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "in openapi.json, not served: {unserved:?}"
+    );
     // And the router really answers each of them (not 404/405), while a method the table does
     // not list gets 405 (the Aliyun route answers other methods in its own error format).
     for (path, method) in &documented {
@@ -129,7 +135,11 @@ async fn every_served_route_is_documented_and_every_documented_one_is_served() {
             "{method} {uri}: {status} {body}"
         );
     }
-    for e in w.entries.iter().filter(|e| e.path.starts_with("/mq") || !e.path.contains('{')) {
+    for e in w
+        .entries
+        .iter()
+        .filter(|e| e.path.starts_with("/mq") || !e.path.contains('{'))
+    {
         if e.path.starts_with("/topics") {
             continue;
         }
@@ -156,7 +166,11 @@ async fn a_scrape_after_produce_and_consume_shows_the_counts() {
     let w = world();
     for i in 0..3 {
         let v = w
-            .json(Method::POST, "/mq/produce", &format!("producer=p&message=m{i}"))
+            .json(
+                Method::POST,
+                "/mq/produce",
+                &format!("producer=p&message=m{i}"),
+            )
             .await;
         assert_eq!(v["status"], 200, "{v}");
     }
@@ -182,7 +196,11 @@ async fn a_scrape_after_produce_and_consume_shows_the_counts() {
         if got == 3 {
             let r = rid.take().unwrap();
             let v = w
-                .json(Method::POST, "/mq/ack", &format!("consumer=c&topic={TOPIC}&requestId={r}"))
+                .json(
+                    Method::POST,
+                    "/mq/ack",
+                    &format!("consumer=c&topic={TOPIC}&requestId={r}"),
+                )
                 .await;
             assert_eq!(v["status"], 200, "{v}");
             break;
@@ -206,12 +224,16 @@ async fn a_scrape_after_produce_and_consume_shows_the_counts() {
         3.0
     );
     assert_eq!(
-        count(r#"rmq_gateway_http_request_duration_seconds_count{method="POST",route="/mq/produce",status="200"}"#),
+        count(
+            r#"rmq_gateway_http_request_duration_seconds_count{method="POST",route="/mq/produce",status="200"}"#
+        ),
         3.0
     );
     // The unknown producer: HTTP 200, envelope 400, counted as 400.
     assert_eq!(
-        count(r#"rmq_gateway_http_request_duration_seconds_count{method="POST",route="/mq/produce",status="400"}"#),
+        count(
+            r#"rmq_gateway_http_request_duration_seconds_count{method="POST",route="/mq/produce",status="400"}"#
+        ),
         1.0
     );
     assert_eq!(
@@ -235,7 +257,9 @@ async fn a_scrape_after_produce_and_consume_shows_the_counts() {
     assert_eq!(backlog, 0.0, "{text}");
     let max: f64 = text
         .lines()
-        .filter(|l| l.starts_with(r#"rmq_gateway_queue_max_offset{consumer="c",group="c",topic="orders""#))
+        .filter(|l| {
+            l.starts_with(r#"rmq_gateway_queue_max_offset{consumer="c",group="c",topic="orders""#)
+        })
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum();
     assert_eq!(max, 3.0, "{text}");
@@ -244,15 +268,23 @@ async fn a_scrape_after_produce_and_consume_shows_the_counts() {
     // The metrics route itself is counted by its template.
     let (_, again) = w.call(Method::GET, "/metrics", "").await;
     assert_eq!(
-        metric(&again, r#"rmq_gateway_http_request_duration_seconds_count{method="GET",route="/metrics",status="200"}"#),
+        metric(
+            &again,
+            r#"rmq_gateway_http_request_duration_seconds_count{method="GET",route="/metrics",status="200"}"#
+        ),
         1.0
     );
     // The Aliyun route by its template, not the raw path.
-    let (status, _) = w.call(Method::GET, "/topics/some-topic/messages?consumer=G", "").await;
+    let (status, _) = w
+        .call(Method::GET, "/topics/some-topic/messages?consumer=G", "")
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, again) = w.call(Method::GET, "/metrics", "").await;
     assert_eq!(
-        metric(&again, r#"rmq_gateway_http_request_duration_seconds_count{method="GET",route="/topics/{topic}/messages",status="403"}"#),
+        metric(
+            &again,
+            r#"rmq_gateway_http_request_duration_seconds_count{method="GET",route="/topics/{topic}/messages",status="403"}"#
+        ),
         1.0
     );
     assert!(!again.contains("some-topic"));
@@ -264,17 +296,32 @@ async fn an_expired_batch_counts_as_redelivered() {
     w.json(Method::POST, "/mq/produce", "producer=p&message=once")
         .await;
     let v = w
-        .json(Method::GET, &format!("/mq/message?consumer=c&topic={TOPIC}"), "")
+        .json(
+            Method::GET,
+            &format!("/mq/message?consumer=c&topic={TOPIC}"),
+            "",
+        )
         .await;
     assert_eq!(v["result"]["msgListSize"], 1, "{v}");
     w.clock.advance(300_001);
     let v = w
-        .json(Method::GET, &format!("/mq/message?consumer=c&topic={TOPIC}"), "")
+        .json(
+            Method::GET,
+            &format!("/mq/message?consumer=c&topic={TOPIC}"),
+            "",
+        )
         .await;
     assert_eq!(v["result"]["msgListSize"], 1, "{v}");
     let s = w.gw.snapshot();
     let c = s.consumers.iter().find(|c| c.name == "c").unwrap();
-    assert_eq!((c.counters.delivered, c.counters.redelivered, c.counters.acked), (2, 1, 0));
+    assert_eq!(
+        (
+            c.counters.delivered,
+            c.counters.redelivered,
+            c.counters.acked
+        ),
+        (2, 1, 0)
+    );
 }
 
 #[tokio::test]
@@ -301,13 +348,19 @@ async fn readyz_answers_503_with_the_reason_until_the_name_servers_answer() {
             ..Probe::default()
         },
     );
-    assert_eq!(w.call(Method::GET, "/readyz", "").await, (StatusCode::OK, "ready".into()));
+    assert_eq!(
+        w.call(Method::GET, "/readyz", "").await,
+        (StatusCode::OK, "ready".into())
+    );
     w.clock.advance(crate::observe::READY_STALE_MS + 1);
     let (status, body) = w.call(Method::GET, "/readyz", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("no name server answered for 15 s"), "{body}");
     // /healthz does not care.
-    assert_eq!(w.call(Method::GET, "/healthz", "").await, (StatusCode::OK, "ok".into()));
+    assert_eq!(
+        w.call(Method::GET, "/healthz", "").await,
+        (StatusCode::OK, "ok".into())
+    );
 }
 
 #[tokio::test]
@@ -318,7 +371,9 @@ async fn the_status_page_and_its_json_show_the_configured_consumers() {
     w.gw.refresh_observed().await;
     let (status, html) = w.call(Method::GET, "/", "").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("status.json") && !html.contains("http://") && !html.contains("https://"));
+    assert!(
+        html.contains("status.json") && !html.contains("http://") && !html.contains("https://")
+    );
     let s = w.json(Method::GET, "/status.json", "").await;
     assert_eq!(s["producers"][0]["name"], "p");
     assert_eq!(s["producers"][0]["sent"], 1);

@@ -51,8 +51,8 @@ pub mod scope;
 
 pub use locks::{BrokerLocks, LockCheck, LockPlan, HELD_ELSEWHERE_MS};
 pub use queues::{
-    AckOutcome, AckToken, Claim, Commit, Delivery, DeliveryCounters, DeliveryId, Handed, InFlight, LeaseError,
-    PullOutcome, QueueKey, QueueMode, QueueState, Receipt, ReceiptOutcome, ScopeTable,
+    AckOutcome, AckToken, Claim, Commit, Delivery, DeliveryCounters, DeliveryId, Handed, InFlight,
+    LeaseError, PullOutcome, QueueKey, QueueMode, QueueState, Receipt, ReceiptOutcome, ScopeTable,
 };
 pub use rate::RateLimiter;
 pub use scope::{Admission, ScopeSettings, ScopeState};

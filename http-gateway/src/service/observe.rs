@@ -67,7 +67,13 @@ impl<B: BrokerApi> Gateway<B> {
                 continue;
             }
             for s in scopes {
-                let keys = s.state.lock().table.queues().map(|(k, _)| k.clone()).collect();
+                let keys = s
+                    .state
+                    .lock()
+                    .table
+                    .queues()
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 targets.push(Target {
                     group: s.broker_group.clone(),
                     topic: s.topic.clone(),
@@ -151,7 +157,9 @@ impl<B: BrokerApi> Gateway<B> {
                             .collect()
                     })
                     .unwrap_or_default();
-                queues.sort_by(|a, b| (&a.topic, &a.broker, a.queue_id).cmp(&(&b.topic, &b.broker, b.queue_id)));
+                queues.sort_by(|a, b| {
+                    (&a.topic, &a.broker, a.queue_id).cmp(&(&b.topic, &b.broker, b.queue_id))
+                });
                 consumers.push(ConsumerView {
                     name: e.cfg.name.clone(),
                     topic: e.cfg.topic.clone(),
