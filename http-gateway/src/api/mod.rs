@@ -281,4 +281,14 @@ impl Params {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
     }
+
+    /// The caller's token: `Authorization: Bearer <token>`, else the `token` parameter (query,
+    /// form or JSON), as the guide's jQuery clients can send either.
+    pub fn token(&self) -> Option<String> {
+        let param = match self.values.get("token") {
+            Some(Value::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        crate::token::presented(self.authorization(), param).map(str::to_owned)
+    }
 }
