@@ -9,6 +9,8 @@ pub mod mqproxy;
 mod tests;
 #[cfg(test)]
 mod tests_cors;
+#[cfg(test)]
+mod tests_tokens;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
