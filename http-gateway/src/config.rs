@@ -41,6 +41,11 @@ pub struct Config {
     /// The Aliyun MQ HTTP API (`/topics/{topic}/messages`).
     #[serde(default)]
     pub aliyun: crate::api::aliyun::AliyunConfig,
+    /// Where the other gateway instances reach this one over HTTP (`host:port`), so that an
+    /// Aliyun ack arriving at another instance is passed on here; the listen address by
+    /// default (with 127.0.0.1 for an unspecified IP such as 0.0.0.0).
+    #[serde(default)]
+    pub advertise: Option<String>,
 }
 
 /// A producer callers may send through, by name (MQ-Proxy's `producer` parameter).
@@ -54,6 +59,9 @@ pub struct ProducerConfig {
     /// Producer group announced to brokers; the name by default.
     #[serde(default)]
     pub group: Option<String>,
+    /// When set, sends need it (`Authorization: Bearer <token>` or a `token` parameter).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// How a consumer's messages are shared among its callers.
@@ -114,6 +122,10 @@ pub struct ConsumerConfig {
     /// APIs); unlimited if absent.
     #[serde(default)]
     pub max_unacked_per_queue: Option<usize>,
+    /// When set, fetches, acks, unlocks and offset views need it (`Authorization: Bearer
+    /// <token>` or a `token` parameter; the admin token also opens the offset views).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// The file's `queue_mode`: how a consumer's queues hand out messages (see
@@ -205,6 +217,9 @@ impl Config {
         if let Some(v) = o.cors_origins {
             self.cors_allowed_origins = split_addrs(&v);
         }
+        if let Some(v) = o.advertise {
+            self.advertise = Some(v);
+        }
         if let (Some(id), Some(secret)) = (o.aliyun_access_key_id, o.aliyun_access_key_secret) {
             self.aliyun.add_credential(id, secret);
         }
@@ -229,6 +244,16 @@ impl Config {
             return bad("max_wait_seconds above 300".into());
         }
         self.validate_cors()?;
+        if let Some(a) = &self.advertise {
+            let ok = a.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) && !a.contains(['/', ' '])
+            });
+            if !ok || a.len() > 255 {
+                return bad(format!(
+                    "advertise {a:?} is not host:port (at most 255 characters, e.g. \"10.0.0.7:8080\")"
+                ));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &self.producers {
             if !seen.insert(("p", p.name.clone())) {
@@ -312,6 +337,8 @@ pub struct Overrides {
     pub aliyun_access_key_id: Option<String>,
     /// The SecretKey of `aliyun_access_key_id`; the pair is added only when both are set.
     pub aliyun_access_key_secret: Option<String>,
+    /// Replaces [`Config::advertise`] (`--advertise-addr`, `RMQ_GATEWAY_ADVERTISE_ADDR`).
+    pub advertise: Option<String>,
 }
 
 /// Splits a `;`- or `,`-separated list (RocketMQ's namesrv address format), trimming spaces and

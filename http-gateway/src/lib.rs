@@ -23,3 +23,4 @@ pub mod request_id;
 pub mod service;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod token;

@@ -61,6 +61,10 @@ struct Args {
     /// The secret of `--aliyun-access-key-id`.
     #[arg(long, env = "RMQ_ALIYUN_ACCESS_KEY_SECRET", hide_env_values = true)]
     aliyun_access_key_secret: Option<String>,
+    /// Where the other instances reach this one (`host:port`), for Aliyun acks that arrive at
+    /// another instance than the one that delivered; default: the listen address.
+    #[arg(long, env = "RMQ_GATEWAY_ADVERTISE_ADDR")]
+    advertise_addr: Option<String>,
 }
 
 fn load(args: Args) -> anyhow::Result<Config> {
@@ -75,6 +79,7 @@ fn load(args: Args) -> anyhow::Result<Config> {
         cors_origins: args.cors_origins,
         aliyun_access_key_id: args.aliyun_access_key_id,
         aliyun_access_key_secret: args.aliyun_access_key_secret,
+        advertise: args.advertise_addr,
     });
     config.validate()?;
     Ok(config)
@@ -126,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(listen = %listener.local_addr()?, namesrv = ?config.namesrv, instance = %gw.instance_id(),
         producers = config.producers.len(), consumers = config.consumers.len(),
-        cors = ?config.cors_allowed_origins, "rmq-gateway ready");
+        cors = ?config.cors_allowed_origins, advertise = ?config.advertise, "rmq-gateway ready");
     let maint = {
         let gw = gw.clone();
         tokio::spawn(async move {
@@ -158,8 +163,24 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let aliyun =
-        rmq_gateway::api::aliyun::AliyunApi::new(aliyun_client, gw.clone(), &config.aliyun);
+    let advertise = match &config.advertise {
+        Some(a) => a.clone(),
+        None => {
+            let mut a = listener.local_addr()?;
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                tracing::warn!(advertise = %a, "listening on all addresses: other hosts' \
+                    instances cannot pass Aliyun acks on here; set --advertise-addr");
+            }
+            a.to_string()
+        }
+    };
+    let aliyun = rmq_gateway::api::aliyun::AliyunApi::advertised(
+        aliyun_client,
+        gw.clone(),
+        &config.aliyun,
+        &advertise,
+    );
     let app = rmq_gateway::api::app(
         rmq_gateway::api::all_routes(gw.clone(), aliyun, ops).into_router(),
         &config.cors_allowed_origins,

@@ -118,9 +118,26 @@ impl Reply {
     }
 }
 
+/// Where a gateway process listens.
+trait Base {
+    fn base(&self) -> &str;
+}
+
+impl Base for Gateway {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+impl Base for rmq_test_support::Gateway {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
 /// Sends a request signed as the Python SDK signs it (`date_offset` moves the Date header).
 async fn call(
-    gw: &Gateway,
+    gw: &impl Base,
     method: &str,
     target: &str,
     body: &str,
@@ -146,7 +163,7 @@ async fn call(
     let mut req = reqwest::Client::new()
         .request(
             method.as_str().parse().unwrap(),
-            format!("{}{target}", gw.base),
+            format!("{}{target}", gw.base()),
         )
         .header("authorization", format!("MQ {AK}:{sig}"))
         .body(body.to_owned());
@@ -718,4 +735,107 @@ async fn a_killed_instance_loses_nothing() {
         assert!(seen.contains(m), "{m} was lost");
     }
     eprintln!("all consumed {:?} after the kill", start.elapsed());
+}
+
+fn handles_xml(handles: &[String]) -> String {
+    let mut body = String::from("<ReceiptHandles>");
+    for h in handles {
+        body.push_str(&format!("<ReceiptHandle>{h}</ReceiptHandle>"));
+    }
+    body + "</ReceiptHandles>"
+}
+
+/// Consumes on `gw` until `want` messages came (each at most once per call), returning bodies and
+/// handles; nothing acked.
+async fn take(gw: &impl Base, consume: &str, want: usize) -> (Vec<String>, Vec<String>) {
+    let (mut bodies, mut handles) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while bodies.len() < want && start.elapsed() < Duration::from_secs(30) {
+        let r = call(gw, "GET", consume, "", SK, 0).await;
+        if r.status == 200 {
+            bodies.extend(all(&r.body, "MessageBody"));
+            handles.extend(all(&r.body, "ReceiptHandle"));
+        } else {
+            assert_eq!(r.code().as_deref(), Some("MessageNotExist"), "{}", r.body);
+        }
+    }
+    (bodies, handles)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliX");
+    let full = format!("{NS}%{topic}");
+    create_topic(&c, &full).await;
+    let tables = format!("[aliyun]\n{}\ninvisible_time_ms = 3000\n", creds());
+    let mut a = rmq_test_support::Gateway::start(BIN, "ali-owner", &tables).await;
+    let b = rmq_test_support::Gateway::start(BIN, "ali-peer", &tables).await;
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    for i in 0..6 {
+        let r = call(
+            &b,
+            "POST",
+            &publish,
+            &message_xml(&format!("x{i}"), Some("T"), None),
+            SK,
+            0,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let group = unique("GID_X");
+    let consume = format!(
+        "/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&tag=T&waitseconds=1"
+    );
+    let ack = format!("/topics/{topic}/messages?consumer={group}&ns={NS}");
+    // A delivers everything (B never consumes this group); the acks go through B.
+    let (bodies, handles) = take(&a, &consume, 6).await;
+    assert_eq!(bodies.len(), 6, "{bodies:?}");
+    let r = call(&b, "DELETE", &ack, &handles_xml(&handles), SK, 0).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // The offsets moved: the group committed every queue to its end (the seed went by the
+    // tag filter).
+    let route = c.route(&full).await.unwrap();
+    let broker_group = format!("{NS}%{group}");
+    for q in &route.subscribe_queues {
+        let max = c.max_offset(q).await.unwrap();
+        let committed = c.query_consumer_offset(&broker_group, q).await.unwrap();
+        assert_eq!(committed.unwrap_or(0), max, "queue {q:?}");
+    }
+    // Acked, nothing comes again after the invisible time, on either instance.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for r in [
+        call(&a, "GET", &consume, "", SK, 0).await,
+        call(&b, "GET", &consume, "", SK, 0).await,
+    ] {
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (404, Some("MessageNotExist")),
+            "{}",
+            r.body
+        );
+    }
+    // A second ack of the same handles through B: A no longer knows them.
+    let r = call(&b, "DELETE", &ack, &handles_xml(&handles[..1]), SK, 0).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // The owner dies with a message out: through B its handle has expired.
+    let r = call(
+        &b,
+        "POST",
+        &publish,
+        &message_xml("late", Some("T"), None),
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (bodies, handles) = take(&a, &consume, 1).await;
+    assert_eq!(bodies, ["late"]);
+    a.kill9();
+    let r = call(&b, "DELETE", &ack, &handles_xml(&handles), SK, 0).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(all(&r.body, "ErrorCode"), ["MessageNotExist"], "{}", r.body);
+    assert_eq!(all(&r.body, "ReceiptHandle"), handles);
 }

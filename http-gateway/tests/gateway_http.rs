@@ -1588,3 +1588,97 @@ async fn an_ack_through_the_other_instance_commits_and_frees_the_queue() {
         "acked batch served again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_producers_and_consumers_and_wrong_ones_change_nothing() {
+    let topic = unique("GwToken");
+    let (p, c) = (unique("p"), unique("c"));
+    let body = format!(
+        "{}token = \"p-s3cret\"\n{}token = \"c-s3cret\"\n",
+        producer_toml(&p, &topic),
+        consumer_toml(&c, &topic, "clustering", 8, 60_000)
+    );
+    let gw = Gateway::start(BIN, "tokens", &body).await;
+    let http = http();
+    let produce = |auth: Option<&'static str>, form: Vec<(&'static str, String)>| {
+        let mut r = http.post(format!("{}/mq/produce", gw.base)).form(&form);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        async move { json_of(r.send().await.unwrap()).await }
+    };
+    // Right token, as a header and as a parameter.
+    let form = |token: Option<&str>| {
+        let mut f = vec![("producer", p.clone()), ("message", "ok".to_owned())];
+        if let Some(t) = token {
+            f.push(("token", t.to_owned()));
+        }
+        f
+    };
+    let v = produce(Some("Bearer p-s3cret"), form(None)).await;
+    assert_eq!(v["status"], 200, "{v}");
+    let v = produce(None, form(Some("p-s3cret"))).await;
+    assert_eq!(v["status"], 200, "{v}");
+    let c_mq = client();
+    let qs = wait_route(&c_mq, &topic).await;
+    let stored: i64 = max_offsets(&c_mq, &qs).await.iter().sum();
+    assert_eq!(stored, 2);
+    // Wrong or missing: 403 in the envelope, nothing stored.
+    for (auth, token) in [
+        (None, None),
+        (Some("Bearer wrong"), None),
+        (Some("Bearer c-s3cret"), None),
+        (None, Some("p-s3cre")),
+    ] {
+        let v = produce(auth, form(token)).await;
+        assert_eq!(v["status"], 403, "{auth:?} {token:?}: {v}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored: i64 = max_offsets(&c_mq, &qs).await.iter().sum();
+    assert_eq!(stored, 2, "a refused produce stored nothing");
+    // Consuming: a wrong token leases nothing, a right one gets both, a wrong ack moves nothing.
+    let v = fetch(&http, &gw.base, &topic, &c, &[("token", "wrong")]).await;
+    assert_eq!(v["status"], 403, "{v}");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 2 && Instant::now() < deadline {
+        let f = fetch(
+            &http,
+            &gw.base,
+            &topic,
+            &c,
+            &[("token", "c-s3cret"), ("waitSeconds", "1")],
+        )
+        .await;
+        assert_eq!(f["status"], 200, "{f}");
+        if let Some(rid) = f["result"]["requestId"].as_str() {
+            got.extend(ids_only(&f["result"]));
+            let ack_url = format!("{}/mq/ack", gw.base);
+            let ack = |token: &'static str| {
+                let q = [
+                    ("topic", topic.clone()),
+                    ("consumer", c.clone()),
+                    ("requestId", rid.to_owned()),
+                    ("token", token.to_owned()),
+                ];
+                let (http, url) = (http.clone(), ack_url.clone());
+                async move {
+                    let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    get(&http, &url, &q).await
+                }
+            };
+            let before = committed(&c_mq, &c, &qs).await;
+            let refused = ack("p-s3cret").await;
+            assert_eq!(refused["status"], 403, "{refused}");
+            assert_eq!(
+                committed(&c_mq, &c, &qs).await,
+                before,
+                "a refused ack commits nothing"
+            );
+            let done = ack("c-s3cret").await;
+            assert_eq!(done["status"], 200, "{done}");
+        }
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_all_committed(&c_mq, &c, &qs).await;
+}

@@ -13,6 +13,8 @@ mod tests;
 mod tests_cors;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_tokens;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -307,5 +309,15 @@ impl Params {
         self.headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
+    }
+
+    /// The caller's token: `Authorization: Bearer <token>`, else the `token` parameter (query,
+    /// form or JSON), as the guide's jQuery clients can send either.
+    pub fn token(&self) -> Option<String> {
+        let param = match self.values.get("token") {
+            Some(Value::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        crate::token::presented(self.authorization(), param).map(str::to_owned)
     }
 }

@@ -56,8 +56,10 @@ pub fn routes<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Routes {
 }
 
 async fn produce<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let producer = p.required("producer")?;
+    gw.producer_allowed(&producer, p.token().as_deref())?;
     let req = ProduceRequest {
-        producer: p.required("producer")?,
+        producer,
         message: p
             .body("message")
             .filter(|b| !b.is_empty())
@@ -86,6 +88,7 @@ async fn produce<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
 
 async fn produce_batch<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     let producer = p.required("producer")?;
+    gw.producer_allowed(&producer, p.token().as_deref())?;
     let list = match p.get("messages") {
         Some(Value::Array(a)) => a.clone(),
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
@@ -232,6 +235,7 @@ fn fetch_json(r: &FetchResult) -> Value {
 
 async fn message<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     let c = Consume::from(&p)?;
+    gw.consumer_allowed(&c.consumer, p.token().as_deref(), false)?;
     let max = gw.max_wait_seconds();
     let wait = match p.int("waitSeconds")? {
         None => 0,
@@ -262,6 +266,7 @@ enum LeaseCall {
 
 async fn lease_call<B: BrokerApi>(gw: &Gateway<B>, p: Params, call: LeaseCall) -> ApiResult {
     let c = Consume::from(&p)?;
+    gw.consumer_allowed(&c.consumer, p.token().as_deref(), false)?;
     let Some(rid) = &c.request_id else {
         return Err(
             bad("requestId is required (parameter, or cookie rid with useCookie=true)").into(),
@@ -291,12 +296,14 @@ async fn unlock<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
 
 async fn clustering_offsets<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     let consumer = p.required("consumer")?;
+    gw.consumer_allowed(&consumer, p.token().as_deref(), true)?;
     let mut v = gw.queue_offsets(&consumer, None).await?;
     Ok(ok(v.pop().map(|(_, list)| list).unwrap_or_default()))
 }
 
 async fn broadcast_offsets<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     let consumer = p.required("consumer")?;
+    gw.consumer_allowed(&consumer, p.token().as_deref(), true)?;
     let client_id = p.opt("clientId");
     let v = gw.queue_offsets(&consumer, client_id.as_deref()).await?;
     let map: serde_json::Map<String, Value> = v

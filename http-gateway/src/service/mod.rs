@@ -28,6 +28,7 @@ use crate::config::{Config, ConsumerConfig, Mode, QueueModeConfig};
 use crate::engine::{QueueKey, QueueMode, ScopeSettings, ScopeState};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::token::Token;
 
 /// Broadcast clientIds one consumer may have on one instance.
 const MAX_BROADCAST_CLIENTS: usize = 1024;
@@ -42,11 +43,13 @@ fn internal(e: BrokerError) -> GatewayError {
 struct ProducerEntry {
     topic: String,
     group: String,
+    token: Option<Token>,
 }
 
 struct ConsumerEntry {
     cfg: ConsumerConfig,
     group: String,
+    token: Option<Token>,
     scopes: Mutex<HashMap<Option<String>, Arc<Scope>>>,
 }
 
@@ -109,7 +112,7 @@ pub struct Gateway<B: BrokerApi> {
     instance_id: String,
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
     stopping: AtomicBool,
-    admin_token: Option<String>,
+    admin_token: Option<Token>,
     /// Upper bound of a fetch's `waitSeconds`.
     max_wait_seconds: u64,
     /// Counters for `/metrics` (shared with the HTTP layer and the broker seam).
@@ -156,6 +159,7 @@ impl<B: BrokerApi> Gateway<B> {
                     ProducerEntry {
                         topic: p.topic.clone(),
                         group: p.group.clone().unwrap_or_else(|| p.name.clone()),
+                        token: p.token.as_deref().and_then(Token::new),
                     },
                 )
             })
@@ -169,6 +173,7 @@ impl<B: BrokerApi> Gateway<B> {
                     Arc::new(ConsumerEntry {
                         cfg: c.clone(),
                         group: c.group.clone().unwrap_or_else(|| c.name.clone()),
+                        token: c.token.as_deref().and_then(Token::new),
                         scopes: Mutex::new(HashMap::new()),
                     }),
                 )
@@ -183,7 +188,7 @@ impl<B: BrokerApi> Gateway<B> {
             dynamic: Mutex::new(HashMap::new()),
             arrivals: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
-            admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            admin_token: config.admin_token.as_deref().and_then(Token::new),
             max_wait_seconds: config.max_wait_seconds,
             metrics,
             observed: Mutex::default(),
@@ -226,23 +231,49 @@ impl<B: BrokerApi> Gateway<B> {
                 "the admin API is off: set admin_token (or RMQ_GATEWAY_ADMIN_TOKEN)".into(),
             ));
         };
-        let given = authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .map(str::trim);
-        // Compare without an early exit, so timing does not tell how much matched.
-        let ok = given.is_some_and(|g| {
-            g.len() == token.len()
-                && g.bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
-        if ok {
+        if token.matches(crate::token::presented(authorization, None)) {
             Ok(())
         } else {
             Err(GatewayError::Forbidden(
                 "missing or wrong admin token".into(),
             ))
+        }
+    }
+
+    /// Whether a caller presenting `given` (see [`crate::token::presented`]) may send through
+    /// `producer`: yes when the producer has no token. An unknown producer passes here and is
+    /// refused by the call itself.
+    pub fn producer_allowed(
+        &self,
+        producer: &str,
+        given: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        match self.producers.get(producer).and_then(|p| p.token.as_ref()) {
+            Some(t) if !t.matches(given) => Err(GatewayError::Forbidden(format!(
+                "missing or wrong token for producer {producer}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a caller presenting `given` may use `consumer` (fetch, ack, unlock); with
+    /// `or_admin`, the admin token also will do (the offset views monitoring tools read).
+    pub fn consumer_allowed(
+        &self,
+        consumer: &str,
+        given: Option<&str>,
+        or_admin: bool,
+    ) -> Result<(), GatewayError> {
+        let Some(t) = self.consumers.get(consumer).and_then(|c| c.token.as_ref()) else {
+            return Ok(());
+        };
+        let admin = or_admin && self.admin_token.as_ref().is_some_and(|a| a.matches(given));
+        if t.matches(given) || admin {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden(format!(
+                "missing or wrong token for consumer {consumer}"
+            )))
         }
     }
 
@@ -294,6 +325,7 @@ impl<B: BrokerApi> Gateway<B> {
             cfg.name.clone(),
             Arc::new(ConsumerEntry {
                 group: cfg.group.clone().unwrap_or_else(|| cfg.name.clone()),
+                token: cfg.token.as_deref().and_then(Token::new),
                 cfg,
                 scopes: Mutex::new(HashMap::new()),
             }),

@@ -7,12 +7,15 @@
 //! max_reconsume_times = 16       # deliveries before a message goes to %DLQ%{group}
 //! max_unacked_per_queue = 2000   # like the Java client's consumeConcurrentlyMaxSpan
 //! producer_group = "rmq-gateway-aliyun"
+//! start_from = "earliest"        # where a new group starts: "earliest" or "latest"
 //! ```
 //!
 //! `RMQ_ALIYUN_ACCESS_KEY_ID` / `RMQ_ALIYUN_ACCESS_KEY_SECRET` add one more pair. Without any
 //! pair the API refuses every request.
 
 use serde::Deserialize;
+
+use crate::config::StartFrom;
 
 use super::auth::{Credentials, Secret};
 
@@ -59,6 +62,11 @@ pub struct AliyunConfig {
     /// The producer group messages are sent under.
     #[serde(default = "default_group")]
     pub producer_group: String,
+    /// Where a group without a committed offset starts: "earliest" (default: the group comes
+    /// into being with its first consume, so nothing published before is skipped) or "latest"
+    /// (Aliyun's start for a group created in its console ahead of time).
+    #[serde(default = "default_start")]
+    pub start_from: StartFrom,
 }
 
 fn default_invisible() -> u64 {
@@ -69,6 +77,9 @@ fn default_reconsume() -> u32 {
 }
 fn default_window() -> usize {
     2000
+}
+fn default_start() -> StartFrom {
+    StartFrom::Earliest
 }
 fn default_group() -> String {
     "rmq-gateway-aliyun".into()
@@ -82,6 +93,7 @@ impl Default for AliyunConfig {
             max_reconsume_times: default_reconsume(),
             max_unacked_per_queue: default_window(),
             producer_group: default_group(),
+            start_from: default_start(),
         }
     }
 }

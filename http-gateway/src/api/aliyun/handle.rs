@@ -1,11 +1,12 @@
 //! Receipt handles: opaque to clients, versioned, and enough on their own to find the delivery
 //! they acknowledge, so an ack can reach any gateway instance.
 //!
-//! Version 1 is URL-safe base64 (no padding) of these big-endian fields:
+//! Version 2 (written since acks through any instance work) is URL-safe base64 (no padding) of
+//! these big-endian fields:
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | version, 1 |
+//! | 1 | version, 2 |
 //! | 1 | flags: bit 0 = the message is in the group's `%RETRY%` topic |
 //! | 4 | queue id |
 //! | 8 | queue offset of the message |
@@ -14,7 +15,13 @@
 //! | 4 | scope: CRC-32 of `topic \0 group` (broker names), so a handle is refused on another topic or group |
 //! | 1 | length of the broker name, 1..=255 |
 //! | n | broker name, UTF-8 |
+//! | 8 | owner incarnation: which run of the delivering instance recorded the delivery |
+//! | 1 | length of the owner's advertised HTTP address, 0..=255 (0: unknown, ack only there) |
+//! | m | the owner's `host:port`, UTF-8 |
 //! | 4 | CRC-32 of everything before, so a damaged handle is told from a stale one |
+//!
+//! Version 1 (still read) is the same without the three owner fields: such a handle is acked
+//! where it arrives, as before.
 //!
 //! The checksum is no secret: a handle is a capability only in that the delivery id must match
 //! the delivery the gateway recorded; an outdated or invented one acks nothing.
@@ -23,7 +30,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 /// The handle format this gateway writes (the first byte of every handle).
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The first format, without the owner; still accepted.
+const VERSION_1: u8 = 1;
 const FLAG_RETRY: u8 = 1;
 /// Longer text cannot be a handle of any version; refused before decoding.
 const MAX_TEXT: usize = 1024;
@@ -43,6 +52,20 @@ pub struct ReceiptHandle {
     pub delivery_id: u64,
     /// The delivery's `NextConsumeTime`, ms since the epoch.
     pub deadline_ms: i64,
+    /// The gateway instance that recorded the delivery (None in version 1 handles).
+    pub owner: Option<Owner>,
+}
+
+/// The gateway instance that delivered a message: the delivery lives in its memory, so an ack
+/// of it must reach that instance, and only while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Random per run of the process: a restarted instance at the same address knows the handles
+    /// of its previous run are gone (their leases ended with it).
+    pub incarnation: u64,
+    /// Where other instances reach it over HTTP (`host:port`, at most 255 bytes); empty if not
+    /// known (then only that instance acks the handle).
+    pub addr: String,
 }
 
 /// Why a handle cannot be used; both are `ReceiptHandleError` on the wire.
@@ -71,7 +94,13 @@ impl ReceiptHandle {
         let name = self.broker_name.as_bytes();
         // Broker names are short; a longer one is cut rather than panic (it then fails to ack).
         let name = &name[..name.len().min(255)];
-        let mut b = Vec::with_capacity(39 + name.len());
+        let (incarnation, addr) = match &self.owner {
+            Some(o) => (o.incarnation, o.addr.as_bytes()),
+            None => (0, &b""[..]),
+        };
+        // An address longer than 255 bytes is not encoded (the handle then acks only there).
+        let addr = if addr.len() > 255 { &b""[..] } else { addr };
+        let mut b = Vec::with_capacity(48 + name.len() + addr.len());
         b.push(VERSION);
         b.push(if self.retry { FLAG_RETRY } else { 0 });
         b.extend_from_slice(&self.queue_id.to_be_bytes());
@@ -81,6 +110,9 @@ impl ReceiptHandle {
         b.extend_from_slice(&scope(topic, group).to_be_bytes());
         b.push(name.len() as u8);
         b.extend_from_slice(name);
+        b.extend_from_slice(&incarnation.to_be_bytes());
+        b.push(addr.len() as u8);
+        b.extend_from_slice(addr);
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_be_bytes());
         URL_SAFE_NO_PAD.encode(b)
@@ -97,7 +129,7 @@ impl ReceiptHandle {
             .decode(text.trim())
             .map_err(|_| Malformed("not base64"))?;
         let (&version, _) = b.split_first().ok_or(Malformed("empty"))?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(Malformed("unknown version"));
         }
         if b.len() < 39 + 1 {
@@ -118,12 +150,27 @@ impl ReceiptHandle {
         let deadline_ms = i64::from_be_bytes(r.take());
         let scope_sent = u32::from_be_bytes(r.take());
         let len = r.take::<1>()[0] as usize;
-        if len == 0 || r.0.len() != len {
-            return Err(Malformed("bad broker name length"));
-        }
-        let broker_name = std::str::from_utf8(r.0)
-            .map_err(|_| Malformed("broker name is not UTF-8"))?
-            .to_owned();
+        let broker_name = match version {
+            VERSION_1 if len == 0 || r.0.len() != len => {
+                return Err(Malformed("bad broker name length"))
+            }
+            // The name, the incarnation and the address length at least.
+            VERSION if len == 0 || r.0.len() < len + 9 => {
+                return Err(Malformed("bad broker name length"))
+            }
+            _ => r.text(len).ok_or(Malformed("broker name is not UTF-8"))?,
+        };
+        let owner = if version == VERSION {
+            let incarnation = u64::from_be_bytes(r.take());
+            let len = r.take::<1>()[0] as usize;
+            if r.0.len() != len {
+                return Err(Malformed("bad owner address length"));
+            }
+            let addr = r.text(len).ok_or(Malformed("owner address is not UTF-8"))?;
+            Some(Owner { incarnation, addr })
+        } else {
+            None
+        };
         if queue_id < 0 || offset < 0 {
             return Err(Malformed("negative queue id or offset"));
         }
@@ -137,6 +184,7 @@ impl ReceiptHandle {
             offset,
             delivery_id,
             deadline_ms,
+            owner,
         })
     }
 }
@@ -149,6 +197,13 @@ impl Fields<'_> {
         let (head, rest) = self.0.split_at(N);
         self.0 = rest;
         head.try_into().expect("split_at gave N bytes")
+    }
+
+    /// The next `n` bytes as UTF-8 text; callers checked that `n` bytes are there.
+    fn text(&mut self, n: usize) -> Option<String> {
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        std::str::from_utf8(head).ok().map(str::to_owned)
     }
 }
 
@@ -164,6 +219,10 @@ mod tests {
             offset: 123_456_789_012,
             delivery_id: 42,
             deadline_ms: 1_795_312_424_670,
+            owner: Some(Owner {
+                incarnation: 0xfeed_beef_0000_0001,
+                addr: "10.0.0.7:8080".into(),
+            }),
         }
     }
 
@@ -186,6 +245,51 @@ mod tests {
         };
         let s = plain.encode("T", "G");
         assert_eq!(ReceiptHandle::decode(&s, "T", "G").unwrap(), plain);
+        let unknown_owner = ReceiptHandle {
+            owner: Some(Owner {
+                incarnation: 9,
+                addr: String::new(),
+            }),
+            ..sample()
+        };
+        let s = unknown_owner.encode("T", "G");
+        assert_eq!(ReceiptHandle::decode(&s, "T", "G").unwrap(), unknown_owner);
+    }
+
+    /// Version 1 as gateways before owners wrote it: still acked where it arrives.
+    fn encode_v1(h: &ReceiptHandle, topic: &str, group: &str) -> String {
+        let name = h.broker_name.as_bytes();
+        let mut b = vec![VERSION_1, u8::from(h.retry)];
+        b.extend_from_slice(&h.queue_id.to_be_bytes());
+        b.extend_from_slice(&h.offset.to_be_bytes());
+        b.extend_from_slice(&h.delivery_id.to_be_bytes());
+        b.extend_from_slice(&h.deadline_ms.to_be_bytes());
+        b.extend_from_slice(&scope(topic, group).to_be_bytes());
+        b.push(name.len() as u8);
+        b.extend_from_slice(name);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(b)
+    }
+
+    #[test]
+    fn version_1_handles_are_still_read() {
+        let v1 = ReceiptHandle {
+            owner: None,
+            ..sample()
+        };
+        let s = encode_v1(&v1, "T", "G");
+        assert_eq!(ReceiptHandle::decode(&s, "T", "G").unwrap(), v1);
+        // The same handle with a version 2 header but no owner fields is cut short.
+        let mut raw = URL_SAFE_NO_PAD.decode(&s).unwrap();
+        raw[0] = VERSION;
+        let n = raw.len();
+        let crc = crc32fast::hash(&raw[..n - 4]).to_be_bytes();
+        raw[n - 4..].copy_from_slice(&crc);
+        assert!(matches!(
+            ReceiptHandle::decode(&URL_SAFE_NO_PAD.encode(raw), "T", "G"),
+            Err(HandleError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -225,7 +329,7 @@ mod tests {
         }
         // Another version byte is refused even with a valid checksum.
         let mut raw = URL_SAFE_NO_PAD.decode(&s).unwrap();
-        raw[0] = 2;
+        raw[0] = 3;
         let n = raw.len();
         let crc = crc32fast::hash(&raw[..n - 4]).to_be_bytes();
         raw[n - 4..].copy_from_slice(&crc);

@@ -6,12 +6,14 @@
 //! error type, [`names`] maps instance ids to namespaces, [`props`] and [`tags`] the message
 //! fields, [`handle`] the receipt handles, [`params`] the query strings, [`publish`] sends,
 //! [`consume`] turns a delivered message into what the SDKs read, [`receive`] consumes and acks
-//! on the gateway engine's per-message receipts.
+//! on the gateway engine's per-message receipts, [`forward`] passes acks on to the instance that
+//! delivered the message.
 
 pub mod auth;
 pub mod config;
 pub mod consume;
 pub mod error;
+pub mod forward;
 pub mod handle;
 pub mod names;
 pub mod params;
@@ -49,17 +51,31 @@ pub struct AliyunApi<B: BrokerApi> {
     publisher: publish::Publisher,
     gateway: Arc<Gateway<B>>,
     config: AliyunConfig,
+    node: forward::Node,
 }
 
 impl<B: BrokerApi> AliyunApi<B> {
     /// Publishes through `client` under `config.producer_group`, consumes through `gateway`.
-    /// The config is expected to have passed [`AliyunConfig::validate`].
+    /// The config is expected to have passed [`AliyunConfig::validate`]. Other instances cannot
+    /// pass acks on to this one: see [`AliyunApi::advertised`].
     pub fn new(client: MQClient, gateway: Arc<Gateway<B>>, config: &AliyunConfig) -> Arc<Self> {
+        Self::advertised(client, gateway, config, "")
+    }
+
+    /// As [`AliyunApi::new`], for an instance other instances reach at `advertise`
+    /// (`host:port`): its receipt handles name it, so an ack through any instance gets here.
+    pub fn advertised(
+        client: MQClient,
+        gateway: Arc<Gateway<B>>,
+        config: &AliyunConfig,
+        advertise: &str,
+    ) -> Arc<Self> {
         Arc::new(AliyunApi {
             credentials: config.credentials(),
             publisher: publish::Publisher::new(client, &config.producer_group),
             gateway,
             config: config.clone(),
+            node: forward::Node::new(advertise),
         })
     }
 
@@ -174,7 +190,8 @@ async fn serve<B: BrokerApi>(
         }
         Method::GET => {
             let params = ConsumeParams::parse(query)?;
-            let got = receive::consume(&api.gateway, &api.config, topic, &params).await?;
+            let got =
+                receive::consume(&api.gateway, &api.config, &api.node, topic, &params).await?;
             if got.is_empty() {
                 return Err(AliyunError::new(
                     Code::MessageNotExist,
@@ -190,8 +207,43 @@ async fn serve<B: BrokerApi>(
         Method::DELETE => {
             let params = AckParams::parse(query)?;
             let handles = xml::parse_receipt_handles(&body)?;
-            let failures =
-                receive::ack(&api.gateway, &api.config, topic, &params, &handles).await?;
+            let forwarded = headers.contains_key(forward::FORWARDED_BY);
+            let plan = receive::ack(
+                &api.gateway,
+                &api.config,
+                &api.node,
+                topic,
+                &params,
+                &handles,
+                forwarded,
+            )
+            .await?;
+            let mut failures = plan.failures;
+            let remote = plan.remote.iter().map(|(addr, idx)| {
+                let mine: Vec<String> = idx.iter().map(|&i| handles[i].clone()).collect();
+                let body = body.clone();
+                async move {
+                    let failed = api.node.forward(addr, target, headers, body, &mine).await;
+                    // Back to the request's order: by handle text (a handle may repeat).
+                    idx.iter()
+                        .zip(&mine)
+                        .filter_map(|(&i, h)| {
+                            failed
+                                .iter()
+                                .find(|f| &f.handle == h)
+                                .map(|f| (i, f.clone()))
+                        })
+                        .collect::<Vec<_>>()
+                }
+            });
+            failures.extend(
+                futures::future::join_all(remote)
+                    .await
+                    .into_iter()
+                    .flatten(),
+            );
+            failures.sort_by_key(|(i, _)| *i);
+            let failures: Vec<_> = failures.into_iter().map(|(_, f)| f).collect();
             if failures.is_empty() {
                 Ok(no_content(&ctx.request_id))
             } else {

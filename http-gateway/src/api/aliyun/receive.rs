@@ -7,10 +7,16 @@
 //! own deadline), `trans=order` exclusive ones; a group reads one topic in one of the two ways
 //! per instance (the first consume decides; the other is refused with a clear message).
 //!
-//! A receipt handle carries the queue, offset, delivery id and deadline ([`super::handle`]).
-//! The delivery itself is recorded in the memory of the instance that handed the message out,
-//! which also holds the queue's broker lock: an ack through another instance answers
-//! `ReceiptHandleError`, and the message comes again after its deadline (at-least-once).
+//! A receipt handle carries the queue, offset, delivery id, deadline and the delivering instance
+//! ([`super::handle`]). The delivery itself is recorded in the memory of the instance that
+//! handed the message out, which also holds the queue's broker lock: [`ack`] acks the handles
+//! delivered here and says which instance delivered the others, for [`super::forward`].
+//!
+//! A new group starts at the queues' first stored messages, or at their ends with
+//! `[aliyun] start_from = "latest"` (what Aliyun does for a group that was created in its
+//! console before anything was published). The gateway has no such creation step: a group comes
+//! into being with its first consume, so "latest" would silently skip what was published before
+//! it, the usual order in which programs start; hence the default.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +25,13 @@ use tokio::time::Instant;
 
 use super::consume::{to_consumed, Delivery};
 use super::error::{invalid_argument, AliyunError, Code};
+use super::forward::{Node, Route};
 use super::handle::{HandleError, ReceiptHandle};
 use super::params::{AckParams, ConsumeMode, ConsumeParams};
 use super::xml::{AckFailure, ConsumedMessage};
 use super::AliyunConfig;
 use crate::broker::{BrokerApi, BrokerError};
-use crate::config::{ConsumerConfig, Mode, QueueModeConfig, StartFrom};
+use crate::config::{ConsumerConfig, Mode, QueueModeConfig};
 use crate::engine::{QueueKey, Receipt, ReceiptOutcome};
 use crate::error::GatewayError;
 use crate::service::{Gateway, ReceiveRequest};
@@ -92,7 +99,7 @@ async fn consumer<B: BrokerApi>(
         mode: Mode::Clustering,
         max_pull_size: super::params::MAX_MESSAGES,
         consume_timeout_ms: config.invisible_time_ms,
-        start_from: StartFrom::Earliest,
+        start_from: config.start_from,
         group: Some(group.to_owned()),
         queue_mode: match mode {
             ConsumeMode::Ordered => QueueModeConfig::Exclusive,
@@ -100,6 +107,7 @@ async fn consumer<B: BrokerApi>(
         },
         max_deliveries: Some(config.max_reconsume_times),
         max_unacked_per_queue: Some(config.max_unacked_per_queue),
+        token: None,
     })
     .map_err(gateway_error)?;
     Ok(name)
@@ -111,6 +119,7 @@ async fn consumer<B: BrokerApi>(
 pub async fn consume<B: BrokerApi>(
     gw: &Arc<Gateway<B>>,
     config: &AliyunConfig,
+    node: &Node,
     topic: &str,
     params: &ConsumeParams,
 ) -> Result<Vec<ConsumedMessage>, AliyunError> {
@@ -146,6 +155,7 @@ pub async fn consume<B: BrokerApi>(
                 offset: r.receipt.offset,
                 delivery_id: r.receipt.delivery as u64,
                 deadline_ms: r.next_visible_ms,
+                owner: Some(node.owner().clone()),
             };
             out.push(to_consumed(
                 &r.message,
@@ -165,52 +175,103 @@ pub async fn consume<B: BrokerApi>(
     }
 }
 
-/// Acks each handle; the failures, with the code the SDKs expect for each.
+/// What [`ack`] did with a request's handles (by their index in the request).
+#[derive(Debug, Default)]
+pub struct AckPlan {
+    /// The handles that failed here.
+    pub failures: Vec<(usize, AckFailure)>,
+    /// The handles other instances delivered, by their address: for [`super::forward`].
+    pub remote: Vec<(String, Vec<usize>)>,
+}
+
+/// Acks each handle delivered by this instance; says which the others are. `forwarded`: the
+/// request came from another instance, so handles not delivered here fail rather than travel
+/// on.
 pub async fn ack<B: BrokerApi>(
     gw: &Arc<Gateway<B>>,
     config: &AliyunConfig,
+    node: &Node,
     topic: &str,
     params: &AckParams,
     handles: &[String],
-) -> Result<Vec<AckFailure>, AliyunError> {
+    forwarded: bool,
+) -> Result<AckPlan, AliyunError> {
     let topic = params.ns.topic(topic)?;
     let group = params.ns.group(&params.consumer)?;
     let name = consumer(gw, config, &group, &topic, None).await?;
     let known = gw.has_consumer(&name);
     let now = gw.now_ms();
-    let mut failures = Vec::new();
-    for text in handles {
-        let fail = |code: Code, message: String| AckFailure {
-            code: code.as_str().to_owned(),
-            message,
-            handle: text.clone(),
+    let mut plan = AckPlan::default();
+    for (i, text) in handles.iter().enumerate() {
+        let fail = |code: Code, message: String| {
+            (
+                i,
+                AckFailure {
+                    code: code.as_str().to_owned(),
+                    message,
+                    handle: text.clone(),
+                },
+            )
         };
         let h = match ReceiptHandle::decode(text, &topic, &group) {
             Ok(h) => h,
             Err(e @ (HandleError::Malformed(_) | HandleError::Foreign)) => {
-                failures.push(fail(Code::ReceiptHandleError, format!("{e}.")));
+                plan.failures
+                    .push(fail(Code::ReceiptHandleError, format!("{e}.")));
                 continue;
             }
         };
-        let expired = || {
+        let expired = |why: &str| {
             fail(
                 Code::MessageNotExist,
-                "The receipt handle expired: the message's NextConsumeTime passed, it is \
-                 delivered again under a new handle."
-                    .into(),
+                format!(
+                    "The receipt handle expired: {why}; the message is delivered again under a \
+                     new handle."
+                ),
             )
         };
-        if !known {
-            failures.push(if h.deadline_ms <= now {
-                expired()
-            } else {
-                fail(
+        if h.deadline_ms <= now {
+            plan.failures
+                .push(expired("the message's NextConsumeTime passed"));
+            continue;
+        }
+        match node.route(h.owner.as_ref()) {
+            Route::Here => {}
+            Route::Gone => {
+                plan.failures.push(expired(
+                    "the gateway instance that delivered the message restarted since",
+                ));
+                continue;
+            }
+            Route::There(_) | Route::Unreachable if forwarded => {
+                plan.failures.push(fail(
                     Code::ReceiptHandleError,
-                    "The receipt handle is unknown to this gateway instance (acks go to the \
-                     instance that delivered the message)."
+                    "The receipt handle was not delivered by this gateway instance.".into(),
+                ));
+                continue;
+            }
+            Route::Unreachable => {
+                plan.failures.push(fail(
+                    Code::ReceiptHandleError,
+                    "The receipt handle is unknown to this gateway instance, and the instance \
+                     that delivered it has no advertised address to pass the ack on to."
                         .into(),
-                )
-            });
+                ));
+                continue;
+            }
+            Route::There(addr) => {
+                match plan.remote.iter_mut().find(|(a, _)| *a == addr) {
+                    Some((_, v)) => v.push(i),
+                    None => plan.remote.push((addr, vec![i])),
+                }
+                continue;
+            }
+        }
+        if !known {
+            plan.failures.push(fail(
+                Code::ReceiptHandleError,
+                "The receipt handle is unknown: this gateway instance serves no such group.".into(),
+            ));
             continue;
         }
         let receipt = Receipt {
@@ -224,19 +285,18 @@ pub async fn ack<B: BrokerApi>(
             .map_err(gateway_error)?
         {
             ReceiptOutcome::Acked | ReceiptOutcome::Commit(_) => {}
-            ReceiptOutcome::Expired => failures.push(expired()),
+            ReceiptOutcome::Expired => plan
+                .failures
+                .push(expired("the message's NextConsumeTime passed")),
             // A handle of an earlier delivery names a deadline that passed (redelivery comes
             // only after it); one with a future deadline was never issued in this form.
-            ReceiptOutcome::Stale { .. } | ReceiptOutcome::Unknown if h.deadline_ms <= now => {
-                failures.push(expired())
-            }
-            ReceiptOutcome::Stale { .. } | ReceiptOutcome::Unknown => failures.push(fail(
+            ReceiptOutcome::Stale { .. } | ReceiptOutcome::Unknown => plan.failures.push(fail(
                 Code::ReceiptHandleError,
                 "The receipt handle is unknown: the message was acked already, or this gateway \
-                 instance did not deliver it."
+                 instance no longer holds its queue."
                     .into(),
             )),
         }
     }
-    Ok(failures)
+    Ok(plan)
 }

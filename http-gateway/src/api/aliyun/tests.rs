@@ -35,6 +35,11 @@ fn world() -> World {
 
 /// `extra`: more keys of the `[aliyun]` table.
 fn world_with(extra: &str) -> World {
+    let (clock, broker) = mem_broker();
+    instance(&clock, &broker, "A", extra, "")
+}
+
+fn mem_broker() -> (Arc<ManualClock>, Arc<MemBroker>) {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -42,6 +47,17 @@ fn world_with(extra: &str) -> World {
     let clock = Arc::new(ManualClock::new(now));
     let broker = MemBroker::new(clock.clone(), 2);
     broker.create_topic(TOPIC);
+    (clock, broker)
+}
+
+/// One gateway instance on `broker`, named `client_id` there, advertised at `advertise`.
+fn instance(
+    clock: &Arc<ManualClock>,
+    broker: &Arc<MemBroker>,
+    client_id: &str,
+    extra: &str,
+    advertise: &str,
+) -> World {
     let config: AliyunConfig = toml::from_str(&format!(
         r#"
 credentials = [{{ access_key_id = "ak", access_key_secret = "sk" }}]
@@ -52,13 +68,13 @@ max_reconsume_times = 2
     ))
     .unwrap();
     let gw_config = Config::from_toml("namesrv = [\"mem:0\"]").unwrap();
-    let gw = Gateway::new(&gw_config, broker.client("A"), clock.clone());
+    let gw = Gateway::new(&gw_config, broker.client(client_id), clock.clone());
     // Publishing is not exercised here; its client points at a closed port.
     let client = MQClient::start(ClientConfig::new("127.0.0.1:1")).unwrap();
     World {
-        app: router(AliyunApi::new(client, gw, &config)),
-        clock,
-        broker,
+        app: router(AliyunApi::advertised(client, gw, &config, advertise)),
+        clock: clock.clone(),
+        broker: broker.clone(),
     }
 }
 
@@ -392,4 +408,88 @@ async fn a_full_unacked_window_holds_new_messages_of_its_queue_back() {
     let r3 = w.consume_n(2).await;
     assert_eq!(r3.all("MessageBody")[0], "w1", "{}", r3.body);
     assert_eq!(r3.all("ConsumedTimes")[0], "2");
+}
+
+/// Instance A serves HTTP on a real port (the address its handles name); B is called in process.
+async fn served_pair() -> (World, World, tokio::task::JoinHandle<()>) {
+    let (clock, broker) = mem_broker();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let a = instance(&clock, &broker, "A", "", &addr);
+    let b = instance(&clock, &broker, "B", "", "127.0.0.1:9");
+    let app = a.app.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (a, b, server)
+}
+
+#[tokio::test]
+async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
+    let (a, b, server) = served_pair().await;
+    a.put(0, "m0", "T");
+    a.put(1, "m1", "T");
+    let r = a.consume("").await;
+    let handles = r.all("ReceiptHandle");
+    assert_eq!(handles.len(), 2, "{}", r.body);
+    // B never served the group; it passes the ack on to A, with a bad handle beside.
+    let mut with_bad = handles.clone();
+    with_bad.insert(1, "bogus".into());
+    let ack = b.ack(&with_bad).await;
+    assert_eq!(ack.status, 404, "{}", ack.body);
+    assert_eq!(ack.all("ReceiptHandle"), ["bogus"]);
+    assert_eq!(ack.all("ErrorCode"), ["ReceiptHandleError"]);
+    assert_eq!(a.broker.committed(GROUP, TOPIC, 0), Some(1));
+    assert_eq!(a.broker.committed(GROUP, TOPIC, 1), Some(1));
+    // Acked at A: a second ack through B finds nothing, and nothing comes again.
+    let again = b.ack(&handles).await;
+    assert_eq!(
+        again.all("ErrorCode"),
+        ["ReceiptHandleError", "ReceiptHandleError"]
+    );
+    a.clock.advance(INVISIBLE_MS + 1);
+    assert_eq!(a.consume("").await.status, 404);
+
+    // A dies with a message out: through B its handle is expired (MessageNotExist), as the
+    // message comes again once A's hold lapses.
+    a.put(0, "m2", "T");
+    // Past the empty-queue backoff of the consume above.
+    a.clock.advance(crate::engine::EMPTY_BACKOFF_MS + 1);
+    let r = a.consume("").await;
+    assert_eq!(r.all("MessageBody"), ["m2"]);
+    server.abort();
+    let _ = server.await;
+    let dead = b.ack(&r.all("ReceiptHandle")).await;
+    assert_eq!(dead.status, 404, "{}", dead.body);
+    assert_eq!(dead.all("ErrorCode"), ["MessageNotExist"], "{}", dead.body);
+    assert!(
+        dead.one("ErrorMessage").contains("does not answer"),
+        "{}",
+        dead.body
+    );
+    assert_eq!(
+        a.broker.committed(GROUP, TOPIC, 0),
+        Some(1),
+        "nothing acked"
+    );
+}
+
+#[tokio::test]
+async fn a_handle_of_an_earlier_run_at_the_same_address_is_expired() {
+    let (clock, broker) = mem_broker();
+    let first = instance(&clock, &broker, "A", "", "127.0.0.1:7001");
+    first.put(0, "m", "T");
+    let h = first.consume("").await.all("ReceiptHandle");
+    // The same address, a new process: the earlier run's delivery ended with it.
+    let second = instance(&clock, &broker, "A2", "", "127.0.0.1:7001");
+    let r = second.ack(&h).await;
+    assert_eq!(r.all("ErrorCode"), ["MessageNotExist"], "{}", r.body);
+    // An instance without an address cannot be reached: the handle is unknown elsewhere.
+    let (clock, broker) = mem_broker();
+    let second = instance(&clock, &broker, "B", "", "127.0.0.1:7001");
+    let anonymous = instance(&clock, &broker, "A3", "", "");
+    anonymous.put(1, "n", "T");
+    let h = anonymous.consume("").await.all("ReceiptHandle");
+    let r = second.ack(&h).await;
+    assert_eq!(r.all("ErrorCode"), ["ReceiptHandleError"], "{}", r.body);
 }

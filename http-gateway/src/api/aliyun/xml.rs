@@ -257,6 +257,70 @@ pub fn ack_errors_document(failures: &[AckFailure]) -> String {
     s
 }
 
+/// Elements of `body` as `(path, text)` with `path` the local names from the root down, e.g.
+/// `Errors/Error/ErrorCode`: enough to read the gateway's own answers back (forwarded acks).
+fn leaves(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut reader = Reader::from_str(std::str::from_utf8(body).ok()?);
+    let mut path: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    let mut text = String::new();
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) => {
+                path.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
+                text.clear();
+            }
+            Event::Text(t) => text.push_str(&t.unescape().ok()?),
+            Event::CData(c) => text.push_str(std::str::from_utf8(&c).ok()?),
+            Event::End(_) => {
+                out.push((path.join("/"), std::mem::take(&mut text)));
+                path.pop();
+            }
+            Event::Eof => return Some(out),
+            _ => {}
+        }
+    }
+}
+
+/// Reads an [`ack_errors_document`] back; `None` if `body` is not one.
+pub fn parse_ack_errors(body: &[u8]) -> Option<Vec<AckFailure>> {
+    let mut out = Vec::new();
+    let mut cur = AckFailure {
+        code: String::new(),
+        message: String::new(),
+        handle: String::new(),
+    };
+    let mut root_seen = false;
+    for (path, text) in leaves(body)? {
+        match path.as_str() {
+            "Errors/Error/ErrorCode" => cur.code = text,
+            "Errors/Error/ErrorMessage" => cur.message = text,
+            "Errors/Error/ReceiptHandle" => cur.handle = text,
+            "Errors/Error" => out.push(std::mem::replace(
+                &mut cur,
+                AckFailure {
+                    code: String::new(),
+                    message: String::new(),
+                    handle: String::new(),
+                },
+            )),
+            "Errors" => root_seen = true,
+            _ => {}
+        }
+    }
+    root_seen.then_some(out)
+}
+
+/// `(Code, Message)` of an [`error_document`]; `None` if `body` is not one.
+pub fn parse_error(body: &[u8]) -> Option<(String, String)> {
+    let leaves = leaves(body)?;
+    let find = |p: &str| leaves.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone());
+    Some((
+        find("Error/Code")?,
+        find("Error/Message").unwrap_or_default(),
+    ))
+}
+
 fn non_empty(s: &str) -> &str {
     if s.is_empty() {
         "-"
@@ -487,6 +551,29 @@ mod tests {
             handle: "h<1>".into(),
         }]);
         assert!(doc.contains(r#"<Errors xmlns="http://mq.aliyuncs.com/doc/v1"><Error><ErrorCode>ReceiptHandleError</ErrorCode><ErrorMessage>-</ErrorMessage><ReceiptHandle>h&lt;1&gt;</ReceiptHandle></Error></Errors>"#), "{doc}");
+        // Read back, as a forwarding instance reads the owner's answer.
+        let two = [
+            AckFailure {
+                code: "MessageNotExist".into(),
+                message: "gone".into(),
+                handle: "h<1>".into(),
+            },
+            AckFailure {
+                code: "ReceiptHandleError".into(),
+                message: "bad".into(),
+                handle: "h2".into(),
+            },
+        ];
+        assert_eq!(
+            parse_ack_errors(ack_errors_document(&two).as_bytes()).unwrap(),
+            two
+        );
+        assert_eq!(parse_ack_errors(b"<Error><Code>X</Code></Error>"), None);
+        assert_eq!(parse_ack_errors(b"not xml <"), None);
+        assert_eq!(
+            parse_error(error_document("AccessDenied", "no", "r", "h").as_bytes()),
+            Some(("AccessDenied".into(), "no".into()))
+        );
         let doc = publish_document("ID1", "ABC");
         assert!(doc.ends_with(r#"<Message xmlns="http://mq.aliyuncs.com/doc/v1"><MessageId>ID1</MessageId><MessageBodyMD5>ABC</MessageBodyMD5></Message>"#), "{doc}");
         let m = ConsumedMessage {
