@@ -34,6 +34,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// How far back [`RecentErrors`] counts.
 pub const RECENT_WINDOW_SECS: u64 = 300;
 const BUCKET_SECS: u64 = 10;
+const WINDOW_BUCKETS: u64 = RECENT_WINDOW_SECS / BUCKET_SECS;
 
 /// An HTTP request's labels: the route template (`/topics/{topic}/messages`, never the raw
 /// path), the method and the status (for `/mq/*` errors the envelope's status, since MQ-Proxy
@@ -154,17 +155,21 @@ impl RecentErrors {
                 b.push_back((slot, counts));
             }
         }
-        let oldest = slot.saturating_sub(RECENT_WINDOW_SECS / BUCKET_SECS);
-        while b.front().is_some_and(|(s, _)| *s <= oldest) {
+        while b.front().is_some_and(|(s, _)| s + WINDOW_BUCKETS <= slot) {
             b.pop_front();
         }
     }
 
     /// The sums over the window ending at `now_secs`.
     pub fn counts(&self, now_secs: u64) -> RecentErrorCounts {
-        let oldest = (now_secs / BUCKET_SECS).saturating_sub(RECENT_WINDOW_SECS / BUCKET_SECS);
+        let slot = now_secs / BUCKET_SECS;
         let mut sum = [0u64; KINDS];
-        for (_, c) in self.buckets.lock().iter().filter(|(s, _)| *s > oldest) {
+        for (_, c) in self
+            .buckets
+            .lock()
+            .iter()
+            .filter(|(s, _)| s + WINDOW_BUCKETS > slot)
+        {
             for (t, v) in sum.iter_mut().zip(c) {
                 *t += v;
             }
@@ -504,4 +509,64 @@ fn process_registry() -> Registry {
         );
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_errors_count_the_last_five_minutes_only() {
+        let r = RecentErrors::default();
+        r.record(ErrorKind::Server, 1, 0);
+        r.record(ErrorKind::Broker, 2, 5);
+        r.record(ErrorKind::Produce, 3, 200);
+        r.record(ErrorKind::Client, 1, 299);
+        let c = r.counts(299);
+        assert_eq!((c.server, c.broker, c.produce, c.client), (1, 2, 3, 1));
+        // At 310 s the first bucket (0..10 s) has left the window.
+        let c = r.counts(310);
+        assert_eq!((c.server, c.broker, c.produce, c.client), (0, 0, 3, 1));
+        assert_eq!(
+            r.counts(1_000),
+            RecentErrorCounts {
+                window_seconds: RECENT_WINDOW_SECS,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn names_are_interned_and_labels_encode_as_text() {
+        let m = Metrics::new();
+        let a = m.name("orders-producer");
+        let b = m.name("orders-producer");
+        assert!(Arc::ptr_eq(&a, &b));
+        m.produced("orders-producer", "SEND_OK", 2);
+        m.produced(
+            "orders-producer",
+            produce_status(&Err(&BrokerError::Failed("x".into()))),
+            1,
+        );
+        m.broker_call("PULL_MESSAGE", Duration::from_millis(3), None);
+        m.broker_call(
+            "PULL_MESSAGE",
+            Duration::from_millis(1),
+            Some(&BrokerError::OutcomeUnknown("t".into())),
+        );
+        m.http_request("GET", "/mq/message", 500, Duration::from_millis(2));
+        let text = m.encode(&Snapshot::default());
+        for line in [
+            r#"rmq_gateway_produced_messages_total{producer="orders-producer",status="SEND_OK"} 2"#,
+            r#"rmq_gateway_produced_messages_total{producer="orders-producer",status="failed"} 1"#,
+            r#"rmq_gateway_broker_call_duration_seconds_count{code="PULL_MESSAGE"} 2"#,
+            r#"rmq_gateway_broker_call_errors_total{code="PULL_MESSAGE",error="outcome_unknown"} 1"#,
+            r#"rmq_gateway_http_request_duration_seconds_count{method="GET",route="/mq/message",status="500"} 1"#,
+            "# TYPE rmq_gateway_queue_backlog_messages gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        let e = m.recent_errors();
+        assert_eq!((e.server, e.broker, e.produce), (1, 1, 1));
+    }
 }

@@ -246,6 +246,14 @@ async fn a_scrape_after_a_produce_and_consume_run_shows_what_happened() {
     assert_eq!(ack["status"], 200);
     assert!(ack["duration_ms"].as_f64().is_some());
     assert_eq!(ack["method"], "GET");
+    // A fetch that handed out a batch logs the requestId it answered with.
+    assert!(
+        lines.iter().any(|v| v["route"] == "/mq/message"
+            && v["consumer"] == c.as_str()
+            && v["request_id"].as_str().is_some_and(|r| !r.is_empty())),
+        "{}",
+        gw.log_tail(20)
+    );
     gw.check_alive();
 }
 

@@ -133,6 +133,8 @@ pub struct Params {
     pub headers: HeaderMap,
     /// The TCP peer, when the server was started with connect info.
     pub peer: Option<SocketAddr>,
+    /// Where the access log learns about the request, when it is on.
+    note: Option<ops::AccessNote>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
@@ -185,8 +187,9 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             values,
             headers,
             peer,
+            note,
         };
-        if let Some(n) = note {
+        if let Some(n) = &params.note {
             n.fill(|k| params.opt(k));
         }
         Ok(params)
@@ -302,6 +305,13 @@ impl Params {
             v.split([';', ','])
                 .any(|kv| kv.trim().eq_ignore_ascii_case("proto=https"))
         })
+    }
+
+    /// Tells the access log the requestId the answer hands out.
+    pub fn note_request_id(&self, request_id: Option<&str>) {
+        if let (Some(n), Some(r)) = (&self.note, request_id) {
+            n.set_request_id(r);
+        }
     }
 
     /// The `Authorization` header, if present and ASCII.

@@ -251,6 +251,7 @@ async fn message<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
         wait: Duration::from_secs(wait),
     };
     let r = gw.fetch(req).await?;
+    p.note_request_id(r.request_id.as_deref());
     Ok(with_cookie(
         ok(fetch_json(&r)),
         c.cookie,

@@ -124,6 +124,11 @@ impl AccessNote {
         f.producer = get("producer");
         f.request_id = get("requestId");
     }
+
+    /// Notes the requestId an answer hands out (a fetch's new batch).
+    pub fn set_request_id(&self, request_id: &str) {
+        self.0.lock().request_id = Some(request_id.to_owned());
+    }
 }
 
 /// The state of [`track`]: the counters and the route templates of the router.
@@ -201,7 +206,7 @@ pub async fn track(State(t): State<Tracker>, mut req: Request, next: Next) -> Re
             route,
             status,
             http_status,
-            duration_ms = took.as_secs_f64() * 1000.0,
+            duration_ms = took.as_micros() as f64 / 1000.0,
             consumer = consumer.as_deref(),
             producer = producer.as_deref(),
             request_id = request_id.as_deref(),

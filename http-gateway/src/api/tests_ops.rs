@@ -384,3 +384,65 @@ async fn the_status_page_and_its_json_show_the_configured_consumers() {
     assert_eq!(c["queues"].as_array().unwrap().len(), 2, "{s}");
     assert_eq!(s["ready"]["ready"], false);
 }
+
+#[tokio::test]
+async fn receipt_deliveries_acks_and_expiries_count_for_the_aliyun_style_consumer() {
+    use crate::config::{ConsumerConfig, QueueModeConfig};
+    use crate::service::ReceiveRequest;
+    let w = world();
+    let mut cfg: ConsumerConfig = toml::from_str(&format!(
+        "name = \"GID_ops\"\ntopic = \"{TOPIC}\"\nqueue_mode = \"shared\"\n"
+    ))
+    .unwrap();
+    cfg.queue_mode = QueueModeConfig::Shared;
+    w.gw.ensure_consumer(cfg).unwrap();
+    for i in 0..4 {
+        w.json(
+            Method::POST,
+            "/mq/produce",
+            &format!("producer=p&message=r{i}"),
+        )
+        .await;
+    }
+    let receive = |max| ReceiveRequest {
+        consumer: "GID_ops".into(),
+        topic: TOPIC.into(),
+        client_id: None,
+        client_ip: None,
+        max,
+        invisible_ms: 10_000,
+        wait: std::time::Duration::ZERO,
+    };
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.extend(w.gw.receive(receive(4)).await.unwrap());
+    }
+    assert_eq!(got.len(), 4);
+    for r in &got[..3] {
+        w.gw.ack_receipt("GID_ops", TOPIC, None, &r.receipt)
+            .await
+            .unwrap();
+    }
+    // The fourth expires and comes again.
+    w.clock.advance(10_001);
+    let again = w.gw.receive(receive(4)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let s = w.gw.snapshot();
+    let c = s.consumers.iter().find(|c| c.name == "GID_ops").unwrap();
+    assert_eq!(
+        (
+            c.counters.delivered,
+            c.counters.acked,
+            c.counters.redelivered
+        ),
+        (5, 3, 1)
+    );
+    let (_, text) = w.call(Method::GET, "/metrics", "").await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"rmq_gateway_consumer_redelivered_messages_total{consumer="GID_ops",group="GID_ops"}"#
+        ),
+        1.0
+    );
+}
