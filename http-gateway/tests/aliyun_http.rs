@@ -815,7 +815,7 @@ async fn after_max_reconsume_times_a_message_goes_to_the_dead_letter_queue() {
         if let Ok(Some(route)) = c.refresh_route(&dlq).await {
             for q in &route.subscribe_queues {
                 let r = c
-                    .pull(q, &PullRequest::new(&unique("CG_DLQ"), 0))
+                    .pull(q, &PullRequest::new(unique("CG_DLQ"), 0))
                     .await
                     .unwrap();
                 found.extend(r.messages);
