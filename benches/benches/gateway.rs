@@ -5,7 +5,9 @@
 //! the previous batch). The references are the direct client sending with 64 in flight for the
 //! same time, and a `PullConsumer` pulling the same messages under another group. Prints msg/s,
 //! p50/p99 latency, each gateway mode's ratio to its direct reference, and the gateway's
-//! RSS. Performance is never asserted; it fails only when the gateway answers wrongly (a
+//! RSS. The Aliyun MQ HTTP API runs the same two phases in the same gateway ([`aliyun`]:
+//! signed publishes from 64 tasks, then consume + ack loops), compared with the same direct
+//! references. Performance is never asserted; it fails only when the gateway answers wrongly (a
 //! produce not `"status":200`, messages missing or delivered twice).
 //!
 //! It starts the release gateway binary (`RMQ_GATEWAY_BIN`, else `target/release/rmq-gateway`)
@@ -30,6 +32,9 @@ use rmq_client::{
 };
 use rmq_test_support::{http_builder, namesrv, unique, wait_bounded, Gateway};
 use serde_json::Value;
+
+#[path = "gateway/aliyun.rs"]
+mod aliyun;
 
 /// HTTP connections for produce, and sends in flight for the direct reference.
 const CONNECTIONS: usize = 64;
@@ -646,7 +651,8 @@ async fn main() {
     let tables = format!(
         "[[producer]]\nname = \"{producer_name}\"\ntopic = \"{topic}\"\n\
          [[consumer]]\nname = \"{consumer_name}\"\ntopic = \"{topic}\"\nmode = \"clustering\"\n\
-         max_pull_size = 32\nconsume_timeout_ms = 60000\n"
+         max_pull_size = 32\nconsume_timeout_ms = 60000\n{}",
+        aliyun::tables()
     );
 
     let http = http();
@@ -761,6 +767,31 @@ async fn main() {
         2,
     ));
 
+    // The Aliyun API: its topic exists before the first publish (the API never creates topics).
+    let ali_topic = format!("BenchAli_{run}");
+    producer
+        .send(Message::new(&ali_topic, Bytes::from(vec![b'x'; BODY_SIZE])))
+        .await
+        .expect("creating the Aliyun topic");
+    let route_deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(client.refresh_route(&ali_topic).await, Ok(Some(_))) {
+        assert!(Instant::now() < route_deadline, "no route for {ali_topic}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ali = aliyun::run(
+        &http,
+        &gw.base,
+        &ali_topic,
+        &format!("GID_bench_{run}"),
+        dur,
+        consume_limit,
+        || async { broker_count(&client, &ali_topic).await.0 },
+    )
+    .await;
+    gw.check_alive();
+    reports.push(ali.publish);
+    reports.push(ali.consume);
+
     println!(
         "gateway against the real broker at {namesrv}, 1 KiB bodies{}",
         if quick { " (quick)" } else { "" }
@@ -812,9 +843,10 @@ async fn main() {
          {} duplicates; direct pull: {pulled} of {in_topic}",
         hc.got, hc.requests, hc.empty, hc.errors, hc.duplicates
     );
+    println!("{}", ali.summary);
     println!("wall time {:.1} s", wall.elapsed().as_secs_f64());
 
-    let mut failures = Vec::new();
+    let mut failures = ali.failures;
     if hp.bad > 0 {
         failures.push(format!(
             "{} produce answers were not \"status\":200, e.g. {}",

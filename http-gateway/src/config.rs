@@ -446,3 +446,33 @@ mode = "broadcast"
         assert!(c.validate().is_err(), "* with others");
     }
 }
+
+#[cfg(test)]
+mod tests_advertise_tokens {
+    use super::*;
+
+    #[test]
+    fn advertise_is_host_port_and_tokens_are_read() {
+        let base = "namesrv = [\"127.0.0.1:9876\"]\n";
+        let c = Config::from_toml(&format!(
+            "{base}advertise = \"10.0.0.7:8080\"\n[[producer]]\nname = \"p\"\ntopic = \"T\"\n\
+             token = \"pt\"\n[[consumer]]\nname = \"c\"\ntopic = \"T\"\ntoken = \"ct\"\n"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.advertise.as_deref(), Some("10.0.0.7:8080"));
+        assert_eq!(c.producers[0].token.as_deref(), Some("pt"));
+        assert_eq!(c.consumers[0].token.as_deref(), Some("ct"));
+        for bad in ["10.0.0.7", ":8080", "h:0", "h:99999", "http://h:1", "h:1/x"] {
+            let c = Config::from_toml(&format!("{base}advertise = \"{bad}\"\n")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let mut c = Config::from_toml(base).unwrap();
+        c.apply(Overrides {
+            advertise: Some("gw-1.internal:8080".into()),
+            ..Default::default()
+        });
+        c.validate().unwrap();
+        assert_eq!(c.advertise.as_deref(), Some("gw-1.internal:8080"));
+    }
+}

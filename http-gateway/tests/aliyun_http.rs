@@ -129,6 +129,13 @@ impl Base for Gateway {
     }
 }
 
+/// A gateway's `http://host:port`.
+impl Base for String {
+    fn base(&self) -> &str {
+        self
+    }
+}
+
 impl Base for rmq_test_support::Gateway {
     fn base(&self) -> &str {
         &self.base
@@ -684,57 +691,146 @@ async fn two_instances_share_a_group_without_handing_a_message_out_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_loses_nothing() {
+    const N: usize = 40;
     let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
     let topic = unique("AliK");
     create_topic(&c, &format!("{NS}%{topic}")).await;
-    let a = Gateway::start(&creds()).await;
-    let b = Gateway::start(&creds()).await;
-    let publish = format!("/topics/{topic}/messages?ns={NS}");
-    for i in 0..12 {
-        let r = call(
-            &a,
-            "POST",
-            &publish,
-            &message_xml(&format!("k{i}"), Some("T"), None),
-            SK,
-            0,
-        )
+    let mut a =
+        rmq_test_support::Gateway::start(BIN, "ali-kill-a", &format!("[aliyun]\n{}", creds()))
+            .await;
+    let b = rmq_test_support::Gateway::start(BIN, "ali-kill-b", &format!("[aliyun]\n{}", creds()))
         .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-    }
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    // Messages keep coming through B while both instances consume and A is killed.
+    let publisher = {
+        let (base, publish) = (b.base.clone(), publish.clone());
+        tokio::spawn(async move {
+            for i in 0..N {
+                let xml = message_xml(&format!("k{i}"), Some("T"), None);
+                let r = call(&base, "POST", &publish, &xml, SK, 0).await;
+                assert_eq!(r.status, 201, "{}", r.body);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     let group = unique("GID_K");
-    let consume =
-        format!("/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&tag=T");
+    let consume = format!(
+        "/topics/{topic}/messages?consumer={group}&numOfMessages=4&ns={NS}&tag=T&waitseconds=1"
+    );
     let ack = format!("/topics/{topic}/messages?consumer={group}&ns={NS}");
-    // The first instance takes messages and dies (SIGKILL) before acking them.
-    let r = call(&a, "GET", &consume, "", SK, 0).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let unacked = all(&r.body, "MessageBody");
-    assert!(!unacked.is_empty());
-    drop(a);
-    // The second gets every message, the unacked ones included, once the dead one's broker
-    // locks expire (the broker's 60 s lock lifetime: this test takes a minute).
     let mut seen = std::collections::HashSet::new();
+    // A takes messages, acks some, and dies (SIGKILL) holding unacked ones.
+    let mut unacked = Vec::new();
     let start = Instant::now();
-    while seen.len() < 12 && start.elapsed() < Duration::from_secs(150) {
-        let r = call(&b, "GET", &consume, "", SK, 0).await;
+    while unacked.is_empty() && start.elapsed() < Duration::from_secs(20) {
+        let r = call(&a, "GET", &consume, "", SK, 0).await;
         if r.status != 200 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let mut body = String::from("<ReceiptHandles>");
-        for h in all(&r.body, "ReceiptHandle") {
-            body.push_str(&format!("<ReceiptHandle>{h}</ReceiptHandle>"));
+        let bodies = all(&r.body, "MessageBody");
+        if seen.len() < 6 {
+            let hs = all(&r.body, "ReceiptHandle");
+            assert_eq!(
+                call(&a, "DELETE", &ack, &handles_xml(&hs), SK, 0)
+                    .await
+                    .status,
+                204
+            );
+            seen.extend(bodies);
+        } else {
+            unacked = bodies;
         }
-        body.push_str("</ReceiptHandles>");
-        assert_eq!(call(&b, "DELETE", &ack, &body, SK, 0).await.status, 204);
+    }
+    assert!(!unacked.is_empty(), "A handed out nothing to hold");
+    a.kill9();
+    // B gets every message, the unacked ones included, once the dead one's broker locks
+    // expire (the broker's 60 s lock lifetime: this test takes a minute).
+    let start = Instant::now();
+    while seen.len() < N && start.elapsed() < Duration::from_secs(150) {
+        let r = call(&b, "GET", &consume, "", SK, 0).await;
+        if r.status != 200 {
+            continue;
+        }
+        let hs = all(&r.body, "ReceiptHandle");
+        assert_eq!(
+            call(&b, "DELETE", &ack, &handles_xml(&hs), SK, 0)
+                .await
+                .status,
+            204
+        );
         seen.extend(all(&r.body, "MessageBody"));
     }
-    assert_eq!(seen.len(), 12, "after {:?}: {seen:?}", start.elapsed());
+    publisher.await.unwrap();
+    assert_eq!(seen.len(), N, "after {:?}: {seen:?}", start.elapsed());
     for m in &unacked {
         assert!(seen.contains(m), "{m} was lost");
     }
     eprintln!("all consumed {:?} after the kill", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_max_reconsume_times_a_message_goes_to_the_dead_letter_queue() {
+    let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
+    let topic = unique("AliD");
+    create_topic(&c, &format!("{NS}%{topic}")).await;
+    let gw = Gateway::start(&format!(
+        "{}\ninvisible_time_ms = 1000\nmax_reconsume_times = 2",
+        creds()
+    ))
+    .await;
+    let publish = format!("/topics/{topic}/messages?ns={NS}");
+    let r = call(
+        &gw,
+        "POST",
+        &publish,
+        &message_xml("poison", Some("T"), None),
+        SK,
+        0,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.field("MessageId").unwrap();
+    let group = unique("GID_D");
+    let consume = format!(
+        "/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&tag=T&waitseconds=2"
+    );
+    // Two deliveries, never acked, each after the previous one's invisible time.
+    for n in 1..=2 {
+        let (bodies, _) = take(&gw, &consume, 1).await;
+        assert_eq!(bodies, ["poison"], "delivery {n}");
+    }
+    // The third would exceed max_reconsume_times: it goes to %DLQ%{group} and stops coming.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = call(&gw, "GET", &consume, "", SK, 0).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (404, Some("MessageNotExist")),
+        "{}",
+        r.body
+    );
+    let dlq = format!("%DLQ%{NS}%{group}");
+    let mut found = Vec::new();
+    let start = Instant::now();
+    while found.is_empty() && start.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(route)) = c.refresh_route(&dlq).await {
+            for q in &route.subscribe_queues {
+                let r = c
+                    .pull(q, &PullRequest::new(unique("CG_DLQ"), 0))
+                    .await
+                    .unwrap();
+                found.extend(r.messages);
+            }
+        }
+        if found.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(found.len(), 1, "one message in {dlq}");
+    assert_eq!(found[0].body.as_ref(), b"poison");
+    assert_eq!(found[0].msg_id(), id);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = call(&gw, "GET", &consume, "", SK, 0).await;
+    assert_eq!(r.status, 404, "it stops coming: {}", r.body);
 }
 
 fn handles_xml(handles: &[String]) -> String {

@@ -316,6 +316,22 @@ impl<B: BrokerApi> Gateway<B> {
         if dynamic.contains_key(&cfg.name) {
             return Ok(());
         }
+        // One broker group, one subscription: two topics under one group would share its
+        // `%RETRY%` topic, offsets and queue locks, and the broker keeps one subscription.
+        let group = cfg.group.clone().unwrap_or_else(|| cfg.name.clone());
+        if let Some(other) = self
+            .consumers
+            .values()
+            .chain(dynamic.values())
+            .find(|e| e.group == group && e.cfg.topic != cfg.topic)
+        {
+            return Err(GatewayError::BadRequest(format!(
+                "group {group} already consumes topic {} on this gateway instance; a group \
+                 consumes one topic (its offsets, queue locks and %RETRY%{group} topic belong \
+                 to that subscription): use another group for topic {}",
+                other.cfg.topic, cfg.topic
+            )));
+        }
         if dynamic.len() >= MAX_DYNAMIC_CONSUMERS {
             return Err(GatewayError::BadRequest(format!(
                 "this instance already serves {MAX_DYNAMIC_CONSUMERS} run-time consumers"

@@ -3,6 +3,7 @@
 //! receipts; messages handed out more than `max_deliveries` times go to the dead-letter queue.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rmq_remoting::message::MessageExt;
@@ -14,6 +15,9 @@ use crate::engine::{
     Commit, LockCheck, QueueKey, Receipt, ReceiptOutcome, EMPTY_BACKOFF_MS, HELD_ELSEWHERE_MS,
 };
 use crate::error::GatewayError;
+
+/// How soon a receive looks again at queues that were being pulled from by other requests.
+const BUSY_RETRY_MS: i64 = 5;
 
 /// One receive call of a receipt-based API (see [`Gateway::receive`]).
 pub struct ReceiveRequest {
@@ -90,11 +94,15 @@ impl<B: BrokerApi> Gateway<B> {
             let candidates = scope.state.lock().table.candidates(now, EMPTY_BACKOFF_MS);
             let mut out = Vec::new();
             let mut last_err = None;
+            let busy = AtomicBool::new(false);
             for key in candidates {
                 if out.len() >= r.max {
                     break;
                 }
-                match self.receive_from(&scope, &key, &r, r.max - out.len()).await {
+                match self
+                    .receive_from(&scope, &key, &r, r.max - out.len(), &busy)
+                    .await
+                {
                     Ok(mut got) => out.append(&mut got),
                     Err(e) => {
                         warn!(queue = ?key, error = %e, "pull failed");
@@ -113,7 +121,14 @@ impl<B: BrokerApi> Gateway<B> {
                     None => Ok(out),
                 };
             }
-            let nap = Duration::from_millis(remaining.clamp(1, EMPTY_BACKOFF_MS) as u64);
+            // A queue another request of this instance is pulling from may have messages left
+            // when that pull ends: look again soon rather than after the empty-queue backoff.
+            let backoff = if busy.load(Ordering::Relaxed) {
+                BUSY_RETRY_MS
+            } else {
+                EMPTY_BACKOFF_MS
+            };
+            let nap = Duration::from_millis(remaining.clamp(1, backoff) as u64);
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(nap) => {}
@@ -127,6 +142,7 @@ impl<B: BrokerApi> Gateway<B> {
         key: &QueueKey,
         r: &ReceiveRequest,
         max: usize,
+        busy: &AtomicBool,
     ) -> Result<Vec<Received>, GatewayError> {
         let now = self.now();
         if scope
@@ -163,6 +179,7 @@ impl<B: BrokerApi> Gateway<B> {
                 .table
                 .begin(key, now, r.invisible_ms, r.client_ip.clone())
             else {
+                busy.store(true, Ordering::Relaxed);
                 return Ok(Vec::new());
             };
             st.locks.touch(key);

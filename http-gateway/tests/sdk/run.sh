@@ -10,9 +10,10 @@
 #    and `cargo build` of the gateway and rmq-client's produce example.
 # 2. scripts/broker.sh start (idempotent), then the rest runs inside the broker's namespace
 #    (`scripts/broker.sh exec`): topics {instance}%{topic} created with one seed message each
-#    (the gateway, like Aliyun, answers TopicNotExist for topics nobody created), the gateway
-#    started with an [aliyun] table on 127.0.0.1:$SDK_GATEWAY_PORT (default 18080), the checks,
-#    the gateway stopped. The broker is left running (scripts/broker.sh stop).
+#    (the gateway, like Aliyun, answers TopicNotExist for topics nobody created), two gateway
+#    instances started with an [aliyun] table on 127.0.0.1:$SDK_GATEWAY_PORT (default 18080)
+#    and the port after it (MQ_ENDPOINT_2, for acks through the other instance), the checks,
+#    the gateways stopped. The broker is left running (scripts/broker.sh stop).
 #
 # A check prints PASS, FAIL, XFAIL (listed as expected to fail, with the reason) or XPASS; the
 # script fails on any FAIL or XPASS.
@@ -52,12 +53,12 @@ shift
 run=sdk$(date +%s)
 instance=MQ_INST_SDK_$run
 work=$(mktemp -d)
-gateway_pid=
+gateway_pids=()
 cleanup() {
-    if [[ -n $gateway_pid ]]; then
-        kill "$gateway_pid" 2>/dev/null || true
-        wait "$gateway_pid" 2>/dev/null || true
-    fi
+    for pid in "${gateway_pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,23 +67,30 @@ export MQ_ENDPOINT=http://127.0.0.1:$port
 export MQ_ACCESS_KEY_ID=sdk-test-ak MQ_ACCESS_KEY_SECRET=sdk-test-sk-$run
 export MQ_INSTANCE_ID=$instance MQ_INVISIBLE_SECONDS=5
 
-cat >"$work/gateway.toml" <<TOML
-listen = "127.0.0.1:$port"
+# Two instances in front of the broker (the second on port + 1): acks through either work.
+export MQ_ENDPOINT_2=http://127.0.0.1:$((port + 1))
+start_gateway() { # port, name
+    cat >"$work/$2.toml" <<TOML
+listen = "127.0.0.1:$1"
 namesrv = ["$RMQ_NAMESRV"]
 [aliyun]
 credentials = [{ access_key_id = "$MQ_ACCESS_KEY_ID", access_key_secret = "$MQ_ACCESS_KEY_SECRET" }]
 invisible_time_ms = $((MQ_INVISIBLE_SECONDS * 1000))
 TOML
-RUST_LOG=${RUST_LOG:-warn} "$target/debug/rmq-gateway" --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
-gateway_pid=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-    kill -0 "$gateway_pid" 2>/dev/null || {
-        cat "$work/gateway.log" >&2
-        exit 1
-    }
-    sleep 0.1
-done
+    RUST_LOG=${RUST_LOG:-warn} "$target/debug/rmq-gateway" --config "$work/$2.toml" >"$work/$2.log" 2>&1 &
+    local pid=$!
+    gateway_pids+=("$pid")
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || {
+            cat "$work/$2.log" >&2
+            exit 1
+        }
+        sleep 0.1
+    done
+}
+start_gateway "$port" gateway
+start_gateway "$((port + 1))" gateway2
 
 status=0
 for l in "$@"; do
@@ -97,7 +105,7 @@ for l in "$@"; do
     esac
 done
 if ((status)); then
-    echo "--- gateway log (last 40 lines)" >&2
-    tail -40 "$work/gateway.log" >&2
+    echo "--- gateway logs (last 40 lines each)" >&2
+    tail -40 "$work/gateway.log" "$work/gateway2.log" >&2
 fi
 exit $status

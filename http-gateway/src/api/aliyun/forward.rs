@@ -10,6 +10,10 @@
 //! answer only the outcomes of the handles it sent there. [`FORWARDED_BY`] keeps a forwarded
 //! request from being forwarded again.
 //!
+//! Handles are not secret-signed: a caller holding valid credentials could write another
+//! address into one, and the ack would be sent there. Only a gateway's own error document is
+//! passed back from such an answer, never other content.
+//!
 //! An owner that does not answer is dead or cut off: its broker locks lapse, its deliveries with
 //! them, and the messages come again under new handles. Such handles fail with
 //! `MessageNotExist`, what the Aliyun service answers for a handle that expired.
@@ -143,13 +147,11 @@ impl Node {
                     .collect();
             }
         }
-        // An error of the request as a whole (say the owner has other credentials).
-        let (code, message) = xml::parse_error(&text).unwrap_or_else(|| {
-            (
-                Code::InternalError.as_str().to_owned(),
-                String::from_utf8_lossy(&text).chars().take(200).collect(),
-            )
-        });
+        // An error of the request as a whole (say the owner has other credentials). Only a
+        // gateway's own error document is passed back: the address came from a handle, and
+        // what else answers there is none of the caller's business.
+        let (code, message) = xml::parse_error(&text)
+            .unwrap_or_else(|| (Code::InternalError.as_str().to_owned(), String::new()));
         tracing::warn!(owner = %addr, %status, %code, %message, "forwarded ack refused");
         let code = if code == Code::MessageNotExist.as_str() {
             Code::MessageNotExist

@@ -493,3 +493,55 @@ async fn a_handle_of_an_earlier_run_at_the_same_address_is_expired() {
     let r = second.ack(&h).await;
     assert_eq!(r.all("ErrorCode"), ["ReceiptHandleError"], "{}", r.body);
 }
+
+#[tokio::test]
+async fn a_group_consumes_one_topic_and_one_way() {
+    let w = world();
+    w.broker.create_topic("T2");
+    w.put(0, "m", "T");
+    assert_eq!(w.consume("").await.status, 200);
+    let other = w
+        .call(
+            Method::GET,
+            &format!("/topics/T2/messages?consumer={GROUP}&numOfMessages=1"),
+            "",
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.one("Code").as_str()),
+        (400, "InvalidArgument"),
+        "{}",
+        other.body
+    );
+    assert!(
+        other.one("Message").contains("consumes one topic"),
+        "{}",
+        other.body
+    );
+    let ordered = w.consume("&trans=order").await;
+    assert_eq!(
+        (ordered.status, ordered.one("Code").as_str()),
+        (400, "InvalidArgument"),
+        "{}",
+        ordered.body
+    );
+    assert!(
+        ordered.one("Message").contains("concurrently"),
+        "{}",
+        ordered.body
+    );
+    // Another group reads T2.
+    let r = w
+        .call(
+            Method::GET,
+            "/topics/T2/messages?consumer=GID_B&numOfMessages=1",
+            "",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.one("Code").as_str()),
+        (404, "MessageNotExist"),
+        "{}",
+        r.body
+    );
+}

@@ -29,6 +29,8 @@ const timedTopic = env('MQ_TIMED_TOPIC');
 const missingTopic = env('MQ_MISSING_TOPIC');
 const groupPrefix = env('MQ_GROUP_PREFIX');
 const invisibleSeconds = parseInt(process.env.MQ_INVISIBLE_SECONDS || '5', 10);
+// A second gateway instance in front of the same broker.
+const endpoint2 = env('MQ_ENDPOINT_2');
 
 const client = new MQClient(endpoint, accessKeyId, accessKeySecret);
 
@@ -214,6 +216,23 @@ const checks = {
     expect(got.length === 1, 'timed message never came');
     expect(Date.now() >= at - 200, `delivered ${at - Date.now()} ms early`);
     expect(Number(got[0].StartDeliverTime) === at, `StartDeliverTime ${got[0].StartDeliverTime}`);
+  },
+
+  async ack_through_another_instance() {
+    await client.getProducer(instanceId, topic).publishMessage('elsewhere', 'TagE');
+    const consumer = client.getConsumer(instanceId, topic, `${groupPrefix}_elsewhere`, 'TagE');
+    const got = await drain(consumer, 1, { ack: false });
+    expect(got.length === 1, 'nothing consumed');
+    // The same group through the other instance, as a program behind a load balancer would.
+    const other = new MQClient(endpoint2, accessKeyId, accessKeySecret)
+      .getConsumer(instanceId, topic, `${groupPrefix}_elsewhere`, 'TagE');
+    const r = await other.ackMessage([got[0].ReceiptHandle]);
+    expect(r.code === 204, `ack through the other instance answered ${r.code} ${JSON.stringify(r.body)}`);
+    await sleep((invisibleSeconds + 1) * 1000);
+    for (const c of [consumer, other]) {
+      const code = await serverError(() => c.consumeMessage(1, 1));
+      expect(code === 'MessageNotExist', 'the acked message came back');
+    }
   },
 
   async instance_id_namespaces_consume() {

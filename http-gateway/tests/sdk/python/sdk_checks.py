@@ -38,6 +38,8 @@ timed_topic = os.environ["MQ_TIMED_TOPIC"]
 missing_topic = os.environ["MQ_MISSING_TOPIC"]
 group_prefix = os.environ["MQ_GROUP_PREFIX"]
 invisible_seconds = int(os.environ.get("MQ_INVISIBLE_SECONDS", "5"))
+# A second gateway instance in front of the same broker.
+endpoint2 = os.environ["MQ_ENDPOINT_2"]
 
 mq_client = MQClient(endpoint, access_id, access_key)
 
@@ -176,6 +178,22 @@ def partial_ack_failure():
     expect(code == "MessageNotExist", "the acked message came back")
 
 
+def ack_through_another_instance():
+    producer = mq_client.get_producer(instance_id, topic_name)
+    producer.publish_message(TopicMessage("elsewhere", "TagE"))
+    group = group_prefix + "_elsewhere"
+    consumer = mq_client.get_consumer(instance_id, topic_name, group, "TagE")
+    got = drain(consumer, 1, ack=False)
+    expect(len(got) == 1, "nothing consumed")
+    # The same group through the other instance, as a program behind a load balancer would.
+    other = MQClient(endpoint2, access_id, access_key).get_consumer(instance_id, topic_name, group, "TagE")
+    other.ack_message([got[0].receipt_handle])
+    time.sleep(invisible_seconds + 1)
+    for c in (consumer, other):
+        code, _ = server_error(lambda: c.consume_message(1, 1))
+        expect(code == "MessageNotExist", "the acked message came back")
+
+
 def ordered_consume_one_sharding_key():
     producer = mq_client.get_producer(instance_id, order_topic)
     for i in range(20):
@@ -268,6 +286,7 @@ CHECKS = [
     consume_long_poll_tag_filter_ack,
     unacked_message_comes_back_with_new_handle,
     partial_ack_failure,
+    ack_through_another_instance,
     ordered_consume_one_sharding_key,
     timed_delivery,
     instance_id_namespaces_consume,
