@@ -35,7 +35,10 @@ pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Router {
         .route("/mq/unlock", get(unlock::<B>).post(unlock::<B>))
         .route("/mq/clustering/queue/offset", get(clustering_offsets::<B>))
         .route("/mq/broadcast/queue/offset", get(broadcast_offsets::<B>))
-        .route("/mq/consumer/config", post(consumer_config::<B>))
+        .route(
+            "/mq/consumer/config",
+            post(consumer_config::<B>).get(consumer_config_view::<B>),
+        )
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(gw)
@@ -308,4 +311,14 @@ async fn consumer_config<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult
         retry_msg_id: p.str("retryMsgId"),
     };
     Ok(ok(gw.configure(change).await?))
+}
+
+/// `GET /mq/consumer/config?consumer=C[&clientId=X]`: the settings in effect on this instance
+/// (the shared ones, once read).
+async fn consumer_config_view<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let consumer = p.required("consumer")?;
+    let client_id = p.opt("clientId");
+    Ok(ok(gw
+        .effective_settings(&consumer, client_id.as_deref())
+        .await?))
 }

@@ -44,12 +44,16 @@
 //! found empty last, queues another instance holds skipped) and fills a fetch across queues by
 //! claiming several in turn.
 
+pub mod control;
 pub mod locks;
+pub mod members;
 pub mod queues;
 pub mod rate;
 pub mod scope;
 
+pub use control::{kv_key, StoredSettings, KV_NAMESPACE};
 pub use locks::{BrokerLocks, LockCheck, LockPlan, HELD_ELSEWHERE_MS};
+pub use members::Members;
 pub use queues::{
     AckOutcome, AckToken, Claim, Commit, Delivery, DeliveryId, Handed, InFlight, LeaseError,
     PullOutcome, QueueKey, QueueMode, QueueState, Receipt, ReceiptOutcome, ScopeTable,

@@ -4,6 +4,7 @@
 
 mod admin;
 mod consume;
+mod control;
 mod locks;
 mod produce;
 mod receive;
@@ -18,13 +19,14 @@ use tokio::sync::Notify;
 
 pub use admin::{ConsumerConfigChange, QueueOffsetView};
 pub use consume::{AckInfo, FetchRequest, FetchResult, MessageQueueView, QueueInfo};
+pub use control::{EffectiveSettings, CONTROL_POLL_MS};
 pub use produce::ProduceRequest;
 pub use receive::{ReceiveRequest, Received};
 
 use crate::broker::{BrokerApi, BrokerError};
 use crate::clock::Clock;
 use crate::config::{Config, ConsumerConfig, Mode, QueueModeConfig};
-use crate::engine::{QueueKey, QueueMode, ScopeSettings, ScopeState};
+use crate::engine::{kv_key, QueueKey, QueueMode, ScopeSettings, ScopeState, StoredSettings};
 use crate::error::GatewayError;
 
 /// Broadcast clientIds one consumer may have on one instance.
@@ -57,6 +59,8 @@ pub struct Scope {
     pub topic: String,
     /// Its retry topic, `%RETRY%<broker_group>`, consumed alongside it.
     pub retry_topic: String,
+    /// Its key in the shared control plane (`engine::kv_key`).
+    pub kv_key: String,
     cfg: ConsumerConfig,
     state: Mutex<ScopeState>,
 }
@@ -110,6 +114,8 @@ pub struct Gateway<B: BrokerApi> {
     admin_token: Option<String>,
     /// Upper bound of a fetch's `waitSeconds`.
     max_wait_seconds: u64,
+    /// The newest shared settings read from the name servers, by key (`service::control`).
+    control: Mutex<HashMap<String, StoredSettings>>,
 }
 
 /// A clientId as part of a group name: `[A-Za-z0-9-]` kept, every other byte as `_XX` (hex),
@@ -168,6 +174,7 @@ impl<B: BrokerApi> Gateway<B> {
             stopping: AtomicBool::new(false),
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             max_wait_seconds: config.max_wait_seconds,
+            control: Mutex::new(HashMap::new()),
         })
     }
 
@@ -360,6 +367,7 @@ impl<B: BrokerApi> Gateway<B> {
             Some(c) => format!("{}_{}", entry.group, sanitize_group_part(c)),
         };
         let scope = Arc::new(Scope {
+            kv_key: kv_key(consumer, client_id),
             retry_topic: format!("%RETRY%{broker_group}"),
             broker_group,
             topic: entry.cfg.topic.clone(),
@@ -381,6 +389,8 @@ impl<B: BrokerApi> Gateway<B> {
             &[scope.topic.clone(), scope.retry_topic.clone()],
             entry.cfg.start_from,
         );
+        // Start from the shared settings (they survive restarts of every instance).
+        self.apply_known(&scope, true);
         self.refresh_queues(&scope).await?;
         // Announce the group so brokers create its retry topic and tooling sees it.
         self.broker.announce(&scope.topic).await;
