@@ -17,8 +17,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 /// The group's member list is read at least this often (ms), notification or not: a
-/// notification is one-way and may be lost with a connection.
+/// notification is one-way and may be lost with a connection (and rocketmq-rust sends none when
+/// a connection closes, docs/protocol.md §19 item 7).
 pub const MEMBERS_EVERY_MS: i64 = 3_000;
+/// ... and this often while another instance holds queues of the scope: those are what a
+/// departure would free, and a member must be seen listed before its departure can be seen.
+pub const MEMBERS_CONTENDED_MS: i64 = 1_000;
 
 /// The members of one scope's group, as each broker last listed them.
 #[derive(Debug, Default)]
@@ -29,9 +33,15 @@ pub struct Members {
 
 impl Members {
     /// Whether the lists are due to be read again: a broker announced a change, or
-    /// [`MEMBERS_EVERY_MS`] passed.
-    pub fn due(&self, now: i64, notified: bool) -> bool {
-        notified || self.checked_at.is_none_or(|t| now - t >= MEMBERS_EVERY_MS)
+    /// [`MEMBERS_EVERY_MS`] passed ([`MEMBERS_CONTENDED_MS`] while `contended`: another
+    /// instance holds queues of the scope).
+    pub fn due(&self, now: i64, notified: bool, contended: bool) -> bool {
+        let every = if contended {
+            MEMBERS_CONTENDED_MS
+        } else {
+            MEMBERS_EVERY_MS
+        };
+        notified || self.checked_at.is_none_or(|t| now - t >= every)
     }
 
     /// The lists were read at `now`.
@@ -67,12 +77,14 @@ mod tests {
     #[test]
     fn members_that_leave_are_reported_once_per_broker() {
         let mut m = Members::default();
-        assert!(m.due(0, false));
+        assert!(m.due(0, false, false));
         assert!(m.observe("b1", &ids(&["me", "a", "b"]), "me").is_empty());
         m.checked(0);
-        assert!(!m.due(1_000, false));
-        assert!(m.due(1_000, true));
-        assert!(m.due(MEMBERS_EVERY_MS, false));
+        assert!(!m.due(MEMBERS_CONTENDED_MS - 1, false, false));
+        assert!(m.due(MEMBERS_CONTENDED_MS - 1, true, false));
+        assert!(m.due(MEMBERS_CONTENDED_MS, false, true));
+        assert!(!m.due(MEMBERS_CONTENDED_MS, false, false));
+        assert!(m.due(MEMBERS_EVERY_MS, false, false));
         assert_eq!(m.observe("b1", &ids(&["me", "b"]), "me"), ids(&["a"]));
         assert!(m.observe("b1", &ids(&["me", "b"]), "me").is_empty());
         // Another broker has its own list; our own absence is never reported.

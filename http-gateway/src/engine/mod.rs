@@ -40,6 +40,12 @@
 //!   offsets. After a restart everything above the committed offset is handed out again
 //!   (at-least-once).
 //!
+//! Several instances: [`BrokerLocks`] says when a broker lock may be trusted without asking
+//! (renewed recently, on the connection it was taken on), [`ScopeTable::lose`] drops what was
+//! handed out from a queue whose lock went elsewhere (its acks answer stale), [`Members`] finds
+//! instances that left the group so their locks can be released, and [`control`] is the
+//! versioned settings document every instance applies exactly once.
+//!
 //! The driver picks queues with [`ScopeTable::candidates`] (largest backlog first, queues just
 //! found empty last, queues another instance holds skipped) and fills a fetch across queues by
 //! claiming several in turn.

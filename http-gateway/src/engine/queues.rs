@@ -861,6 +861,13 @@ impl ScopeTable {
         had
     }
 
+    /// Whether another instance held one of the queues at the last attempt (until `now`).
+    pub fn any_held_elsewhere(&self, now: i64) -> bool {
+        self.queues
+            .values()
+            .any(|s| s.held_elsewhere_until.is_some_and(|t| t > now))
+    }
+
     /// Forgets every "held by another instance" mark, so the queues are asked for at once (an
     /// instance left the group and its locks were released).
     pub fn clear_held_elsewhere(&mut self) {

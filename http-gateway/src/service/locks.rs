@@ -40,7 +40,10 @@ impl<B: BrokerApi> Gateway<B> {
         let notified = self.broker.take_member_change(&scope.broker_group);
         let brokers: BTreeSet<String> = {
             let st = scope.state.lock();
-            if !st.members.due(now, notified) {
+            if !st
+                .members
+                .due(now, notified, st.table.any_held_elsewhere(now))
+            {
                 return;
             }
             st.table
@@ -83,6 +86,13 @@ impl<B: BrokerApi> Gateway<B> {
                     Err(e) => {
                         warn!(client = %dead, error = %e, "releasing a departed instance's locks failed")
                     }
+                }
+            }
+            // Queues are tried largest backlog first, and this instance's view of the departed
+            // instance's queues is stale: read their ends, so the next fetches go to them.
+            for (k, mq) in keys.iter().zip(&mqs) {
+                if let Ok(max) = self.broker.max_offset(mq).await {
+                    scope.state.lock().table.set_max_offset(k, max);
                 }
             }
             scope.state.lock().table.clear_held_elsewhere();

@@ -1,6 +1,8 @@
 //! The driver around the engine: it owns the scopes, does the broker I/O the engine asks for
 //! (through [`BrokerApi`]), reads the time (through [`Clock`]) and waits (long polling). Each job
-//! has its file: producing, consuming (fetch, ack, unlock), broker-lock upkeep, administration.
+//! has its file: producing, consuming (fetch, ack, unlock), broker-lock upkeep (and takeover of
+//! departed instances' queues), administration, and the control plane shared by every instance
+//! through the name servers' KV table.
 
 mod admin;
 mod consume;
