@@ -648,6 +648,11 @@ impl ScopeTable {
         let Some(s) = self.queues.get_mut(&r.queue) else {
             return ReceiptOutcome::Unknown;
         };
+        if let Some(lost) = s.lost_upto.filter(|l| r.delivery <= *l) {
+            return ReceiptOutcome::Stale {
+                current: s.latest.unwrap_or(lost + 1).max(lost + 1),
+            };
+        }
         let Some(m) = s.in_flight.get_mut(&r.offset) else {
             return ReceiptOutcome::Unknown;
         };

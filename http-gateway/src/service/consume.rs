@@ -278,7 +278,7 @@ impl<B: BrokerApi> Gateway<B> {
 
     /// Whether the lock of `key` is still trusted after a broker round trip that took until
     /// `now` (the process may have been stopped, or the connection re-dialled, meanwhile).
-    fn still_trusted(&self, scope: &Scope, key: &QueueKey, now: i64) -> bool {
+    pub(super) fn still_trusted(&self, scope: &Scope, key: &QueueKey, now: i64) -> bool {
         let epoch = self.broker.connection_epoch(&key.broker_name);
         let mut st = scope.state.lock();
         st.locks.observe_epoch(&key.broker_name, epoch);

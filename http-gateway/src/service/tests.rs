@@ -653,3 +653,24 @@ async fn locks_taken_on_a_connection_that_dropped_are_not_trusted() {
     assert_eq!(fetch(&a, None).await.status, "NO_NEW_MSG");
     assert_eq!(w.broker.committed("c", TOPIC, 0), None);
 }
+
+#[tokio::test]
+async fn a_receipt_of_a_queue_lost_during_a_stop_is_stale_and_commits_nothing() {
+    let w = World::new();
+    w.put(0, 1);
+    let mut cfg = config("clustering");
+    cfg.consumers[0].queue_mode = crate::config::QueueModeConfig::Shared;
+    let a = Gateway::new(&cfg, w.broker.client("A"), w.clock.clone());
+    let b = Gateway::new(&cfg, w.broker.client("B"), w.clock.clone());
+    let got = a.receive(receive_req(1, 300_000)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    w.clock.advance(LOCK_EXPIRY_MS + 1_000);
+    let again = b.receive(receive_req(1, 300_000)).await.unwrap();
+    assert_eq!(offsets(&again), [(0, 0, 1)], "B serves the queue A held");
+    let out = a
+        .ack_receipt("c", TOPIC, None, &got[0].receipt)
+        .await
+        .unwrap();
+    assert!(matches!(out, ReceiptOutcome::Stale { .. }), "{out:?}");
+    assert_eq!(w.broker.committed("c", TOPIC, 0), None);
+}
