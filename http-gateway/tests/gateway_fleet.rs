@@ -320,7 +320,7 @@ async fn consume_loop(
             });
             rid = v["result"]["requestId"].as_str().map(str::to_owned);
             // Some work per batch, so the stream still flows at the kill.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
         } else {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -331,11 +331,13 @@ async fn consume_loop(
 async fn kill9_of_one_instance_hands_its_queues_over_in_seconds() {
     let topic = unique("GwFleetKill");
     let (p, c) = (unique("kp"), unique("kc"));
-    let body = tables(&p, &c, &topic, 2, 60_000);
+    // Batches of 8 and 150 ms of work per batch: the stream still flows two seconds in, and the
+    // survivor drains what is left in a second or two, so the time measured is the takeover's.
+    let body = tables(&p, &c, &topic, 8, 60_000);
     let mut a = Gateway::start(BIN, "kill-a", &body).await;
     let b = Gateway::start(BIN, "kill-b", &body).await;
     let http = http();
-    let n = 400;
+    let n = 600;
     let mut produced = Vec::new();
     for i in 0..n {
         let m = format!("k-{i}");
