@@ -15,7 +15,12 @@
 //!   an action once, when it first sees a larger sequence than it applied, and an instance that
 //!   starts (or creates the scope) after the action only records the sequence as applied. The
 //!   offset reset itself is written to the broker once, by the instance that received the call;
-//!   the others only drop what they had in flight, so they re-read the broker's offsets.
+//!   the others only drop what they had in flight, so they re-read the broker's offsets. The
+//!   document is stored before the offsets move; an ack another instance commits in the moment
+//!   before it reads the document (at most about a second) can still land after the reset on
+//!   that queue. A resend is handed out once by each instance that serves the scope when it
+//!   reads the document (at-least-once, like any redelivery): the KV table has no
+//!   compare-and-set to let exactly one instance claim it.
 
 use std::collections::VecDeque;
 
