@@ -3,14 +3,18 @@
 //! resets through the broker. Each method is one request to one peer; which brokers to ask (the
 //! masters of a cluster, every name server) is the caller's choice, as in Java's admin tools.
 
+use std::collections::BTreeMap;
+
 use rmq_remoting::body::{
-    self, ClusterInfo, ConsumerConnection, ConsumerOffsetWrapper, SubscriptionGroupConfig,
+    self, ClusterInfo, ConsumerConnection, ConsumerOffsetWrapper, KvTable, SubscriptionGroupConfig,
     SubscriptionGroupWrapper, TopicList,
 };
 use rmq_remoting::header::TopicFilterType;
 use rmq_remoting::header::{
-    CommandHeader, DeleteSubscriptionGroupRequestHeader, DeleteTopicFromNamesrvRequestHeader,
-    DeleteTopicRequestHeader, GetConsumerConnectionListRequestHeader, ResetOffsetRequestHeader,
+    CommandHeader, DeleteKvConfigRequestHeader, DeleteSubscriptionGroupRequestHeader,
+    DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
+    GetConsumerConnectionListRequestHeader, GetKvConfigRequestHeader, GetKvConfigResponseHeader,
+    GetKvListByNamespaceRequestHeader, PutKvConfigRequestHeader, ResetOffsetRequestHeader,
     UpdateAndCreateTopicRequestHeader,
 };
 use rmq_remoting::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
@@ -218,6 +222,106 @@ impl MQClient {
             ResponseCode::ConsumerNotOnline => Ok(false),
             code => Err(ClientError::Broker {
                 addr: broker_addr.to_owned(),
+                code,
+                remark: resp.remark,
+            }),
+        }
+    }
+
+    // ---- name-server KV configuration (docs/protocol.md §9.12) ------------------------------
+
+    /// PUT_KV_CONFIG on every configured name server: each keeps (and persists) its own table,
+    /// so a value written to all survives the loss or restart of any of them. Every server is
+    /// tried; the first failure is returned after the others were written.
+    pub async fn put_kv_config(&self, namespace: &str, key: &str, value: &str) -> Result<()> {
+        let header = PutKvConfigRequestHeader {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
+        self.on_every_namesrv(RequestCode::PutKvConfig, &header)
+            .await
+    }
+
+    /// DELETE_KV_CONFIG on every configured name server (SUCCESS whether or not the key was
+    /// there).
+    pub async fn delete_kv_config(&self, namespace: &str, key: &str) -> Result<()> {
+        let header = DeleteKvConfigRequestHeader {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+        };
+        self.on_every_namesrv(RequestCode::DeleteKvConfig, &header)
+            .await
+    }
+
+    async fn on_every_namesrv<H: CommandHeader>(
+        &self,
+        code: RequestCode,
+        header: &H,
+    ) -> Result<()> {
+        let mut first_err = None;
+        for addr in self.namesrv().addrs() {
+            let r = match self
+                .remoting()
+                .invoke(addr, header_request(code, header))
+                .await
+            {
+                Ok(resp) => expect_code(addr, resp, &[ResponseCode::Success]).map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// GET_KV_CONFIG from a name server (with failover): `None` when the key is absent
+    /// (QUERY_NOT_FOUND).
+    pub async fn get_kv_config(&self, namespace: &str, key: &str) -> Result<Option<String>> {
+        let header = GetKvConfigRequestHeader {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+        };
+        let (addr, resp) = self
+            .namesrv()
+            .invoke(header_request(RequestCode::GetKvConfig, &header))
+            .await?;
+        match resp.response_code() {
+            ResponseCode::Success => Ok(GetKvConfigResponseHeader::from_command(&resp)?.value),
+            ResponseCode::QueryNotFound => Ok(None),
+            code => Err(ClientError::Broker {
+                addr,
+                code,
+                remark: resp.remark,
+            }),
+        }
+    }
+
+    /// GET_KVLIST_BY_NAMESPACE from one name server: every key of `namespace` with its value,
+    /// empty when the namespace holds none (QUERY_NOT_FOUND). Ask each of
+    /// `self.namesrv().addrs()` to see what each one holds.
+    pub async fn kv_list_from(
+        &self,
+        namesrv_addr: &str,
+        namespace: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let header = GetKvListByNamespaceRequestHeader {
+            namespace: namespace.to_owned(),
+        };
+        let resp = self
+            .remoting()
+            .invoke(
+                namesrv_addr,
+                header_request(RequestCode::GetKvlistByNamespace, &header),
+            )
+            .await?;
+        match resp.response_code() {
+            ResponseCode::Success if resp.body.is_empty() => Ok(BTreeMap::new()),
+            ResponseCode::Success => Ok(body::from_json::<KvTable>(&resp.body)?.table),
+            ResponseCode::QueryNotFound => Ok(BTreeMap::new()),
+            code => Err(ClientError::Broker {
+                addr: namesrv_addr.to_owned(),
                 code,
                 remark: resp.remark,
             }),

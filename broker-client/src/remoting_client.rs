@@ -44,6 +44,8 @@ struct Inner {
     config: ClientConfig,
     slots: Mutex<HashMap<String, Slot>>,
     handler: Mutex<Option<ServerRequestHandler>>,
+    /// Connections dialled successfully per address (see [`RemotingClient::connection_epoch`]).
+    dials: Mutex<HashMap<String, u64>>,
 }
 
 impl RemotingClient {
@@ -54,6 +56,7 @@ impl RemotingClient {
                 config,
                 slots: Mutex::new(HashMap::new()),
                 handler: Mutex::new(None),
+                dials: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -66,6 +69,14 @@ impl RemotingClient {
     /// Sets what to do with requests brokers send us; applies to connections dialled later.
     pub fn set_server_request_handler(&self, handler: ServerRequestHandler) {
         *self.inner.handler.lock() = Some(handler);
+    }
+
+    /// How many connections to `addr` were established so far (0: never). A peer's state that
+    /// lives as long as a connection (a broker's consumer registration, and with it the queue
+    /// locks other clients may release once it is gone) may have been lost whenever this
+    /// changes, so callers compare it before and after relying on such state.
+    pub fn connection_epoch(&self, addr: &str) -> u64 {
+        self.inner.dials.lock().get(addr).copied().unwrap_or(0)
     }
 
     /// The live connection to `addr`, dialling it if needed. Concurrent callers share one dial.
@@ -102,6 +113,7 @@ impl RemotingClient {
         let handler = self.inner.handler.lock().clone();
         match Connection::connect(addr, cfg.connect_timeout, cfg.max_frame, handler).await {
             Ok(conn) => {
+                *self.inner.dials.lock().entry(addr.to_owned()).or_default() += 1;
                 *state = SlotState {
                     conn: Some(conn.clone()),
                     ..SlotState::default()

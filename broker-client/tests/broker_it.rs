@@ -790,3 +790,112 @@ async fn a_joining_consumer_makes_the_first_give_queues_up() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_config_round_trips_on_the_name_server() {
+    let c = client();
+    let ns = unique("rmq-gateway-test");
+    assert!(c
+        .kv_list_from(&c.namesrv().addrs()[0], &ns)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(c.get_kv_config(&ns, "k1").await.unwrap(), None);
+    let value = r#"{"version":1,"paused":true}"#;
+    c.put_kv_config(&ns, "k1", value).await.unwrap();
+    c.put_kv_config(&ns, "k2", "two").await.unwrap();
+    c.put_kv_config(&ns, "k2", "two again").await.unwrap();
+    assert_eq!(
+        c.get_kv_config(&ns, "k1").await.unwrap().as_deref(),
+        Some(value)
+    );
+    for addr in c.namesrv().addrs() {
+        let t = c.kv_list_from(addr, &ns).await.unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(t["k1"], value);
+        assert_eq!(t["k2"], "two again");
+    }
+    c.delete_kv_config(&ns, "k1").await.unwrap();
+    assert_eq!(c.get_kv_config(&ns, "k1").await.unwrap(), None);
+    c.delete_kv_config(&ns, "k2").await.unwrap();
+    assert!(c
+        .kv_list_from(&c.namesrv().addrs()[0], &ns)
+        .await
+        .unwrap()
+        .is_empty());
+    c.shutdown().await;
+}
+
+/// What the gateway's takeover relies on: a client whose connection closes (a killed process)
+/// leaves the group's member list at once, and the others are told; the connection epoch counts
+/// the re-dial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_connection_leaves_the_group_and_the_others_are_notified() {
+    let c = client();
+    let p = producer(&c).await;
+    let topic = unique("T_leave");
+    p.send(Message::new(&topic, "x")).await.unwrap();
+    let addr = route_of(&c, &topic).await.master_addrs()[0].clone();
+    let group = unique("CG_leave");
+    let sub = |g: &str| rmq_remoting::body::ConsumerData {
+        consume_from_where: rmq_remoting::body::ConsumeFromWhere::LastOffset,
+        consume_type: rmq_remoting::body::ConsumeType::Actively,
+        group_name: g.to_owned(),
+        message_model: rmq_remoting::body::MessageModel::Clustering,
+        subscription_data_set: vec![rmq_remoting::body::SubscriptionData::tags(
+            topic.clone(),
+            "*",
+            0,
+        )],
+        unit_mode: false,
+    };
+    let mut cfg_a = ClientConfig::new(&namesrv());
+    cfg_a.instance_name = unique("stays");
+    let a = MQClient::start(cfg_a).unwrap();
+    let mut cfg_b = ClientConfig::new(&namesrv());
+    cfg_b.instance_name = unique("leaves");
+    let b = MQClient::start(cfg_b).unwrap();
+    for m in [&a, &b] {
+        m.register_consumer(sub(&group));
+        m.heartbeat(&addr).await.unwrap();
+    }
+    assert_eq!(b.remoting().connection_epoch(&addr), 1);
+    let ids = c.consumer_ids(&group, &addr).await.unwrap();
+    assert!(
+        ids.contains(&a.client_id()) && ids.contains(&b.client_id()),
+        "{ids:?}"
+    );
+    let _ = a.take_rebalance_request(&group);
+    b.remoting().close_connection(&addr).await;
+    let closed = Instant::now();
+    loop {
+        let ids = c.consumer_ids(&group, &addr).await.unwrap();
+        if !ids.contains(&b.client_id()) {
+            break;
+        }
+        assert!(
+            closed.elapsed() < Duration::from_secs(10),
+            "the broker still lists the closed client: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone_after = closed.elapsed();
+    let notified = loop {
+        if a.take_rebalance_request(&group) {
+            break Some(closed.elapsed());
+        }
+        if closed.elapsed() > Duration::from_secs(3) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "closed client left the member list after {gone_after:?}; notification: {notified:?}"
+    );
+    // A new connection is a new epoch.
+    b.heartbeat(&addr).await.unwrap();
+    assert_eq!(b.remoting().connection_epoch(&addr), 2);
+    for m in [a, b, c] {
+        m.shutdown().await;
+    }
+}

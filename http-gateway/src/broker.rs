@@ -1,7 +1,7 @@
 //! The broker seam: every broker call the gateway makes, as one trait ([`BrokerApi`]), with
 //! [`ClientBroker`] over rmq-client for the real thing (and `testing::MemBroker` in memory).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -193,6 +193,45 @@ pub trait BrokerApi: Send + Sync + 'static {
     ) -> impl Future<Output = BrokerResult<()>> + Send;
     /// Unregisters the groups from the brokers, stops background tasks and closes connections.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
+
+    // ---- the shared control plane (docs/protocol.md §9.12) ------------------------------
+
+    /// PUT_KV_CONFIG on every name server; an error if any refused or could not be reached
+    /// (the others were written).
+    fn kv_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = BrokerResult<()>> + Send;
+    /// GET_KVLIST_BY_NAMESPACE from every name server: the tables of those that answered (an
+    /// error only if none did).
+    fn kv_list(
+        &self,
+        namespace: &str,
+    ) -> impl Future<Output = BrokerResult<Vec<BTreeMap<String, String>>>> + Send;
+    /// Sets the subscription group's `consumeEnable` on every master serving `topic`
+    /// (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP), so RocketMQ's own tools see a pause.
+    fn set_consume_enable(
+        &self,
+        group: &str,
+        topic: &str,
+        enable: bool,
+    ) -> impl Future<Output = BrokerResult<()>> + Send;
+
+    // ---- takeover of dead instances' queues ------------------------------------------
+
+    /// GET_CONSUMER_LIST_BY_GROUP on the master of `broker_name`: the group's live client ids.
+    fn consumer_ids(
+        &self,
+        group: &str,
+        broker_name: &str,
+    ) -> impl Future<Output = BrokerResult<Vec<String>>> + Send;
+    /// Whether a broker sent NOTIFY_CONSUMER_IDS_CHANGED for `group` since the last call.
+    fn take_member_change(&self, group: &str) -> bool;
+    /// How many connections to the master of `broker_name` were dialled so far; a change means
+    /// the connection dropped (see `engine::BrokerLocks::observe_epoch`).
+    fn connection_epoch(&self, broker_name: &str) -> u64;
 }
 
 /// [`BrokerApi`] over rmq-client: one client, one producer per configured producer group.
@@ -530,5 +569,61 @@ impl BrokerApi for ClientBroker {
 
     async fn shutdown(&self) {
         self.client.shutdown().await;
+    }
+
+    async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> BrokerResult<()> {
+        Ok(self.client.put_kv_config(namespace, key, value).await?)
+    }
+
+    async fn kv_list(&self, namespace: &str) -> BrokerResult<Vec<BTreeMap<String, String>>> {
+        let mut tables = Vec::new();
+        let mut last_err = None;
+        for addr in self.client.namesrv().addrs() {
+            match self.client.kv_list_from(addr, namespace).await {
+                Ok(t) => tables.push(t),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match (tables.is_empty(), last_err) {
+            (true, Some(e)) => Err(e.into()),
+            _ => Ok(tables),
+        }
+    }
+
+    async fn set_consume_enable(&self, group: &str, topic: &str, enable: bool) -> BrokerResult<()> {
+        let route = self.client.route(topic).await?;
+        for addr in route.master_addrs() {
+            // The body replaces the whole configuration: start from the broker's own.
+            let mut cfg = self
+                .client
+                .subscription_groups(&addr)
+                .await?
+                .subscription_group_table
+                .remove(group)
+                .unwrap_or_else(|| rmq_remoting::body::SubscriptionGroupConfig::new(group));
+            if cfg.consume_enable != enable {
+                cfg.consume_enable = enable;
+                self.client.create_subscription_group(&addr, &cfg).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn consumer_ids(&self, group: &str, broker_name: &str) -> BrokerResult<Vec<String>> {
+        let addr = self
+            .client
+            .master_addr(broker_name)
+            .ok_or_else(|| BrokerError::Failed(format!("no address of broker {broker_name}")))?;
+        Ok(self.client.consumer_ids(group, &addr).await?)
+    }
+
+    fn take_member_change(&self, group: &str) -> bool {
+        self.client.take_rebalance_request(group)
+    }
+
+    fn connection_epoch(&self, broker_name: &str) -> u64 {
+        self.client
+            .master_addr(broker_name)
+            .map_or(0, |a| self.client.remoting().connection_epoch(&a))
     }
 }

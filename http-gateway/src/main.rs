@@ -142,6 +142,24 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
+    // The shared settings (pause, rate limits, ...) are in force before the first request, and
+    // every instance reads them again about every second.
+    if let Err(e) = gw.sync_settings().await {
+        tracing::warn!(error = %e, "shared settings not read yet; retrying every second");
+    }
+    let control = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(rmq_gateway::service::CONTROL_POLL_MS));
+            loop {
+                tick.tick().await;
+                if let Err(e) = gw.sync_settings().await {
+                    tracing::debug!(error = %e, "control plane read failed");
+                }
+            }
+        })
+    };
     let readiness = Arc::new(Readiness::default());
     let ops = Ops::new(gw.clone(), readiness.clone());
     // Name-server probe (readiness), connection counts and the consumers' broker offsets for
@@ -194,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
     .context("server")?;
     maint.abort();
     observer.abort();
+    control.abort();
     gw.shutdown().await;
     info!("stopped");
     Ok(())

@@ -3,7 +3,7 @@
 //! failures on demand. Several [`MemClient`]s (gateway instances) can share one [`MemBroker`].
 //! It is a test double only: every feature is also proven against the real broker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -34,6 +34,12 @@ struct Inner {
     fail_commits: u32,
     fail_pulls: u32,
     commits: u64,
+    kv: BTreeMap<String, BTreeMap<String, String>>,
+    members: HashMap<String, BTreeSet<String>>,
+    notified: HashSet<(String, String)>,
+    epochs: HashMap<String, u64>,
+    consume_disabled: HashSet<String>,
+    fail_kv: bool,
 }
 
 /// The in-memory broker: topics, offsets and locks shared by its [`MemClient`]s, on the time of
@@ -123,6 +129,51 @@ impl MemBroker {
     /// The next `n` pulls fail.
     pub fn fail_pulls(&self, n: u32) {
         self.inner.lock().fail_pulls = n;
+    }
+
+    /// The client's connection closes: the broker drops it from every group and tells the
+    /// other members (NOTIFY_CONSUMER_IDS_CHANGED); its locks stay until they expire.
+    pub fn disconnect(&self, client_id: &str) {
+        let mut g = self.inner.lock();
+        let mut tell = Vec::new();
+        for (group, ids) in g.members.iter_mut() {
+            if ids.remove(client_id) {
+                tell.extend(ids.iter().map(|i| (i.clone(), group.clone())));
+            }
+        }
+        g.notified.extend(tell);
+    }
+
+    /// The client dials the broker again (a new connection epoch) and re-registers in `groups`.
+    pub fn reconnect(&self, client_id: &str, groups: &[&str]) {
+        let mut g = self.inner.lock();
+        *g.epochs.entry(client_id.to_owned()).or_default() += 1;
+        for group in groups {
+            g.members
+                .entry(group.to_string())
+                .or_default()
+                .insert(client_id.to_owned());
+        }
+    }
+
+    /// Whether `group`'s subscription config has `consumeEnable` (true unless paused).
+    pub fn consume_enabled(&self, group: &str) -> bool {
+        !self.inner.lock().consume_disabled.contains(group)
+    }
+
+    /// The KV table of `namespace`, as a name server holds it.
+    pub fn kv(&self, namespace: &str) -> BTreeMap<String, String> {
+        self.inner
+            .lock()
+            .kv
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Name-server KV calls fail (or work again).
+    pub fn fail_kv(&self, fail: bool) {
+        self.inner.lock().fail_kv = fail;
     }
 
     /// Offset commits that succeeded.
@@ -228,7 +279,15 @@ impl BrokerApi for MemClient {
             .collect())
     }
 
-    fn register_consumer(&self, _group: &str, _topics: &[String], _start: StartFrom) {}
+    fn register_consumer(&self, group: &str, _topics: &[String], _start: StartFrom) {
+        self.broker
+            .inner
+            .lock()
+            .members
+            .entry(group.to_owned())
+            .or_default()
+            .insert(self.client_id.clone());
+    }
 
     async fn announce(&self, _topic: &str) {}
 
@@ -431,4 +490,68 @@ impl BrokerApi for MemClient {
     }
 
     async fn shutdown(&self) {}
+
+    async fn kv_put(&self, namespace: &str, key: &str, value: &str) -> BrokerResult<()> {
+        let mut g = self.broker.inner.lock();
+        if g.fail_kv {
+            return Err(BrokerError::Failed(
+                "name server unreachable (injected)".into(),
+            ));
+        }
+        g.kv.entry(namespace.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    async fn kv_list(&self, namespace: &str) -> BrokerResult<Vec<BTreeMap<String, String>>> {
+        let g = self.broker.inner.lock();
+        if g.fail_kv {
+            return Err(BrokerError::Failed(
+                "name server unreachable (injected)".into(),
+            ));
+        }
+        Ok(vec![g.kv.get(namespace).cloned().unwrap_or_default()])
+    }
+
+    async fn set_consume_enable(
+        &self,
+        group: &str,
+        _topic: &str,
+        enable: bool,
+    ) -> BrokerResult<()> {
+        let mut g = self.broker.inner.lock();
+        if enable {
+            g.consume_disabled.remove(group);
+        } else {
+            g.consume_disabled.insert(group.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn consumer_ids(&self, group: &str, _broker_name: &str) -> BrokerResult<Vec<String>> {
+        let g = self.broker.inner.lock();
+        Ok(g.members
+            .get(group)
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn take_member_change(&self, group: &str) -> bool {
+        self.broker
+            .inner
+            .lock()
+            .notified
+            .remove(&(self.client_id.clone(), group.to_owned()))
+    }
+
+    fn connection_epoch(&self, _broker_name: &str) -> u64 {
+        self.broker
+            .inner
+            .lock()
+            .epochs
+            .get(&self.client_id)
+            .copied()
+            .unwrap_or(0)
+    }
 }

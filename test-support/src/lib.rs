@@ -216,6 +216,24 @@ impl Gateway {
         assert_eq!(rc, 0, "kill -TERM {pid} failed");
     }
 
+    /// kill -STOP: the process stands still, its sockets stay open (as in a long pause).
+    pub fn sigstop(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// kill -CONT after [`sigstop`](Self::sigstop).
+    pub fn sigcont(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        assert!(self.child.is_some(), "gateway already gone");
+        let pid = self.pid as libc::pid_t;
+        // SAFETY: plain kill(2) on our own child, which has not been reaped (we hold its Child).
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill -{sig} {pid} failed");
+    }
+
     /// Waits (bounded) for the process to exit; `None` if it still runs after `within`.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let start = Instant::now();

@@ -50,6 +50,7 @@ pub fn routes<B: BrokerApi>(gw: Arc<Gateway<B>>) -> Routes {
             broadcast_offsets::<B>,
         )
         .on("/mq/consumer/config", &[M::POST], consumer_config::<B>)
+        .on("/mq/consumer/config", &[M::GET], consumer_config_view::<B>)
         .on("/health", &[M::GET], || async { "ok" })
         .map(|r| r.layer(DefaultBodyLimit::max(BODY_LIMIT)))
         .with_state(gw)
@@ -330,4 +331,14 @@ async fn consumer_config<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult
         retry_msg_id: p.str("retryMsgId"),
     };
     Ok(ok(gw.configure(change).await?))
+}
+
+/// `GET /mq/consumer/config?consumer=C[&clientId=X]`: the settings in effect on this instance
+/// (the shared ones, once read).
+async fn consumer_config_view<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
+    let consumer = p.required("consumer")?;
+    let client_id = p.opt("clientId");
+    Ok(ok(gw
+        .effective_settings(&consumer, client_id.as_deref())
+        .await?))
 }

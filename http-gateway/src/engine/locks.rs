@@ -48,10 +48,24 @@ pub struct LockPlan {
 }
 
 /// The broker locks of one scope on this instance: held, and being given back.
+///
+/// # When a lock is trusted
+///
+/// Two live instances must never serve one queue. A lock is trusted without asking the broker
+/// only while all of these hold:
+/// - it was granted or renewed less than [`LOCK_TRUST_MS`] ago, half the broker's expiry: an
+///   instance that was stopped (SIGSTOP, a long GC-like pause, a suspended VM) for longer than
+///   the expiry finds its locks untrusted when it resumes, because the clock moved on while it
+///   stood still, and asks the broker before it hands out or commits anything;
+/// - the connection to the queue's broker is the one the lock was taken on
+///   ([`Self::observe_epoch`]): when it dropped, the broker may have dropped this instance from
+///   the group, and another instance may have released its locks (see
+///   [`super::members`]) and taken the queues.
 #[derive(Debug, Default)]
 pub struct BrokerLocks {
     held: HashMap<QueueKey, Held>,
     releasing: HashSet<QueueKey>,
+    epochs: HashMap<String, u64>,
 }
 
 impl BrokerLocks {
@@ -65,6 +79,22 @@ impl BrokerLocks {
             Some(h) if now - h.renewed_at < LOCK_TRUST_MS => LockCheck::Trusted,
             _ => LockCheck::Ask,
         }
+    }
+
+    /// The connection to broker `broker_name` is the `epoch`th one this instance dialled. If it
+    /// changed since the last call, every lock held on that broker becomes untrusted (it must be
+    /// renewed before use). Returns whether it changed.
+    pub fn observe_epoch(&mut self, broker_name: &str, epoch: u64) -> bool {
+        let before = self.epochs.insert(broker_name.to_owned(), epoch);
+        let changed = before.is_some_and(|b| b != epoch);
+        if changed {
+            for (k, h) in self.held.iter_mut() {
+                if k.broker_name == broker_name {
+                    h.renewed_at = i64::MIN / 2;
+                }
+            }
+        }
+        changed
     }
 
     /// The broker answered a lock request for `key`.

@@ -40,16 +40,26 @@
 //!   offsets. After a restart everything above the committed offset is handed out again
 //!   (at-least-once).
 //!
+//! Several instances: [`BrokerLocks`] says when a broker lock may be trusted without asking
+//! (renewed recently, on the connection it was taken on), [`ScopeTable::lose`] drops what was
+//! handed out from a queue whose lock went elsewhere (its acks answer stale), [`Members`] finds
+//! instances that left the group so their locks can be released, and [`control`] is the
+//! versioned settings document every instance applies exactly once.
+//!
 //! The driver picks queues with [`ScopeTable::candidates`] (largest backlog first, queues just
 //! found empty last, queues another instance holds skipped) and fills a fetch across queues by
 //! claiming several in turn.
 
+pub mod control;
 pub mod locks;
+pub mod members;
 pub mod queues;
 pub mod rate;
 pub mod scope;
 
+pub use control::{kv_key, StoredSettings, KV_NAMESPACE};
 pub use locks::{BrokerLocks, LockCheck, LockPlan, HELD_ELSEWHERE_MS};
+pub use members::Members;
 pub use queues::{
     AckOutcome, AckToken, Claim, Commit, Delivery, DeliveryCounters, DeliveryId, Handed, InFlight,
     LeaseError, PullOutcome, QueueKey, QueueMode, QueueState, Receipt, ReceiptOutcome, ScopeTable,

@@ -162,6 +162,9 @@ pub struct QueueState {
     pub held_elsewhere_until: Option<i64>,
     /// The last pull found nothing at this time.
     pub empty_at: Option<i64>,
+    /// The broker lock was lost (see [`ScopeTable::lose`]): deliveries up to this id were
+    /// dropped, and their acks answer `Stale` instead of committing.
+    pub lost_upto: Option<DeliveryId>,
     last_id: DeliveryId,
 }
 
@@ -617,6 +620,13 @@ impl ScopeTable {
         let Some(s) = self.queues.get_mut(key) else {
             return AckOutcome::LockNotExist;
         };
+        // A delivery made under a broker lock this instance has since lost: another instance
+        // may be serving (and committing) the queue now, so this ack must not move the offset.
+        if let Some(lost) = s.lost_upto.filter(|l| t.lock_time <= *l) {
+            return AckOutcome::Stale {
+                current_lock_time: s.current().unwrap_or(lost + 1).max(lost + 1),
+            };
+        }
         let Some(current) = s.current() else {
             return AckOutcome::LockNotExist;
         };
@@ -667,6 +677,11 @@ impl ScopeTable {
         let Some(s) = self.queues.get_mut(&r.queue) else {
             return ReceiptOutcome::Unknown;
         };
+        if let Some(lost) = s.lost_upto.filter(|l| r.delivery <= *l) {
+            return ReceiptOutcome::Stale {
+                current: s.latest.unwrap_or(lost + 1).max(lost + 1),
+            };
+        }
         let Some(m) = s.in_flight.get_mut(&r.offset) else {
             return ReceiptOutcome::Unknown;
         };
@@ -859,6 +874,40 @@ impl ScopeTable {
                 s.latest = None;
                 s.cursor = None;
             }
+        }
+    }
+
+    /// The broker lock of `key` is gone (another instance holds it, or it may: a renewal was
+    /// refused, or this instance could not renew it in time). Everything handed out from the
+    /// queue is dropped, acks of those deliveries answer `Stale` from now on, and the next claim
+    /// reads the committed offset again. A commit already being written stays (it cannot be
+    /// called back). Returns whether anything was in flight.
+    pub fn lose(&mut self, key: &QueueKey) -> bool {
+        let Some(s) = self.queues.get_mut(key) else {
+            return false;
+        };
+        let had = s.claim.is_some() || !s.in_flight.is_empty();
+        s.lost_upto = Some(s.last_id);
+        s.claim = None;
+        s.in_flight.clear();
+        s.deliveries.clear();
+        s.latest = None;
+        s.cursor = None;
+        had
+    }
+
+    /// Whether another instance held one of the queues at the last attempt (until `now`).
+    pub fn any_held_elsewhere(&self, now: i64) -> bool {
+        self.queues
+            .values()
+            .any(|s| s.held_elsewhere_until.is_some_and(|t| t > now))
+    }
+
+    /// Forgets every "held by another instance" mark, so the queues are asked for at once (an
+    /// instance left the group and its locks were released).
+    pub fn clear_held_elsewhere(&mut self) {
+        for s in self.queues.values_mut() {
+            s.held_elsewhere_until = None;
         }
     }
 

@@ -7,8 +7,9 @@ use super::locks::BrokerLocks;
 use super::queues::{QueueMode, ScopeTable};
 use super::rate::RateLimiter;
 
-/// Runtime settings of a scope, changed through `/mq/consumer/config`. They live in this
-/// instance's memory: send the call to every instance.
+/// Runtime settings of a scope, changed through `/mq/consumer/config`. The instance that gets
+/// the call stores them in the name servers' KV table and every instance applies them from
+/// there ([`super::control`]).
 #[derive(Debug, Clone)]
 pub struct ScopeSettings {
     /// Hand out nothing (fetches answer `PAUSED`) until resumed.
@@ -70,6 +71,10 @@ pub struct ScopeState {
     pub settings: ScopeSettings,
     /// When the queue set was last read from the route.
     pub queues_at: i64,
+    /// What of the shared control plane's settings this scope applied.
+    pub applied: super::control::Applied,
+    /// The group's other members as the brokers list them (takeover of dead instances' queues).
+    pub members: super::members::Members,
 }
 
 impl ScopeState {
@@ -80,6 +85,8 @@ impl ScopeState {
             locks: BrokerLocks::default(),
             settings,
             queues_at: 0,
+            applied: Default::default(),
+            members: Default::default(),
         }
     }
 

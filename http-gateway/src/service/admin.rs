@@ -4,7 +4,7 @@
 use super::consume::MessageQueueView;
 use super::{internal, Gateway};
 use crate::broker::BrokerApi;
-use crate::engine::{QueueKey, RateLimiter};
+use crate::engine::QueueKey;
 use crate::error::GatewayError;
 
 /// One queue's line in the backlog report.
@@ -147,7 +147,10 @@ impl<B: BrokerApi> Gateway<B> {
     }
 
     /// MQCloud's `/mq/consumer/config`: pause, rate limit, pull size, timeout, offset reset,
-    /// resend. Returns what was done.
+    /// resend. The settings go to the shared control plane (every name server's KV table), so
+    /// every instance applies them within about a second and they survive restarts; a pause is
+    /// also mirrored to the brokers' `consumeEnable`. The offset reset is written to the broker
+    /// here, once. Returns what was done.
     pub async fn configure(&self, c: ConsumerConfigChange) -> Result<Vec<String>, GatewayError> {
         c.validate()?;
         let scopes = self.scopes_for(&c.consumer, c.client_id.as_deref()).await?;
@@ -163,40 +166,34 @@ impl<B: BrokerApi> Gateway<B> {
                 Some(c) => format!("{}:{c}", scope.broker_group),
                 None => scope.broker_group.clone(),
             };
-            {
-                let now = self.now();
-                let mut state = scope.state.lock();
-                let st = &mut state.settings;
-                if let Some(p) = c.pause {
-                    st.paused = p;
-                    done.push(format!("{who} pause={p}"));
+            // Stored before the offsets move, so the other instances drop what they have in
+            // flight (and cannot commit it over the reset) as soon as they read it.
+            let doc = self
+                .next_doc(&scope, &c, c.reset_offset_timestamp.is_some())
+                .await?;
+            self.store_settings(&scope, doc.clone()).await?;
+            if let Some(p) = c.pause {
+                done.push(format!("{who} pause={p}"));
+                if let Some(failed) = self.mirror_pause(&scope, p).await {
+                    done.push(failed);
                 }
-                if let Some(n) = c.max_pull_size {
-                    st.max_pull_size = n;
-                    done.push(format!("{who} maxPullSize={n}"));
+            }
+            if let Some(n) = c.max_pull_size {
+                done.push(format!("{who} maxPullSize={n}"));
+            }
+            if let Some(t) = c.consume_timeout_ms {
+                done.push(format!("{who} consumeTimeoutInMillis={t}"));
+            }
+            match (c.rate_limit_enabled, doc.limit_rate) {
+                (Some(false), _) => done.push(format!("{who} rate limit off")),
+                (Some(true), Some(r)) => done.push(format!("{who} rate limit {r}/s")),
+                (None, Some(r)) if c.limit_rate.is_some() => {
+                    done.push(format!("{who} rate limit {r}/s"))
                 }
-                if let Some(t) = c.consume_timeout_ms {
-                    st.consume_timeout_ms = t;
-                    done.push(format!("{who} consumeTimeoutInMillis={t}"));
-                }
-                match (c.rate_limit_enabled, c.limit_rate) {
-                    (Some(false), _) => {
-                        st.rate = None;
-                        done.push(format!("{who} rate limit off"));
-                    }
-                    (Some(true), r) | (None, r @ Some(_)) => {
-                        let per_sec = r
-                            .or(st.rate.as_ref().map(|x| x.per_sec()))
-                            .unwrap_or(1024.0);
-                        st.rate = Some(RateLimiter::new(per_sec, now));
-                        done.push(format!("{who} rate limit {per_sec}/s"));
-                    }
-                    (None, None) => {}
-                }
-                if let Some(id) = c.retry_msg_id.as_deref().filter(|s| !s.is_empty()) {
-                    st.resend.push_back(id.to_owned());
-                    done.push(format!("{who} resend {id} at the next fetch"));
-                }
+                _ => {}
+            }
+            if let Some(id) = c.retry_msg_id.as_deref().filter(|s| !s.is_empty()) {
+                done.push(format!("{who} resend {id} at the next fetch"));
             }
             if let Some(ts) = c.reset_offset_timestamp {
                 self.refresh_queues(&scope).await?;

@@ -12,7 +12,7 @@ use super::{internal, Gateway, Scope};
 use crate::broker::{BrokerApi, PullStatus};
 use crate::config::StartFrom;
 use crate::engine::{
-    AckOutcome, Admission, LockCheck, QueueKey, EMPTY_BACKOFF_MS, HELD_ELSEWHERE_MS,
+    AckOutcome, Admission, LockCheck, QueueKey, QueueMode, EMPTY_BACKOFF_MS, HELD_ELSEWHERE_MS,
     QUEUE_REFRESH_MS,
 };
 use crate::error::GatewayError;
@@ -232,17 +232,24 @@ impl<B: BrokerApi> Gateway<B> {
     }
 
     /// Makes sure this instance holds the broker lock of `key` (so instances sharing a group
-    /// serve disjoint queues).
+    /// serve disjoint queues). A lock that is no longer trusted (see `engine::BrokerLocks`) is
+    /// asked for again; if the broker refuses, the queue was taken by another instance and
+    /// everything this instance handed out from it is dropped (its acks answer stale).
     pub(super) async fn ensure_broker_lock(
         &self,
         scope: &Scope,
         key: &QueueKey,
         now: i64,
     ) -> Result<bool, GatewayError> {
-        match scope.state.lock().locks.check(key, now) {
-            LockCheck::Trusted => return Ok(true),
-            LockCheck::Releasing => return Ok(false),
-            LockCheck::Ask => {}
+        let epoch = self.broker.connection_epoch(&key.broker_name);
+        {
+            let mut st = scope.state.lock();
+            st.locks.observe_epoch(&key.broker_name, epoch);
+            match st.locks.check(key, now) {
+                LockCheck::Trusted => return Ok(true),
+                LockCheck::Releasing => return Ok(false),
+                LockCheck::Ask => {}
+            }
         }
         let mq = scope.mq(key);
         let granted = self
@@ -256,8 +263,26 @@ impl<B: BrokerApi> Gateway<B> {
             .await
             .map_err(internal)?
             .contains(&mq);
-        scope.state.lock().locks.granted(key, granted, now);
+        let mut st = scope.state.lock();
+        // The lock request may have dialled the connection it was granted on.
+        st.locks.observe_epoch(
+            &key.broker_name,
+            self.broker.connection_epoch(&key.broker_name),
+        );
+        st.locks.granted(key, granted, now);
+        if !granted && st.table.lose(key) {
+            warn!(queue = ?key, "the broker lock went to another instance: in-flight batches dropped");
+        }
         Ok(granted)
+    }
+
+    /// Whether the lock of `key` is still trusted after a broker round trip that took until
+    /// `now` (the process may have been stopped, or the connection re-dialled, meanwhile).
+    pub(super) fn still_trusted(&self, scope: &Scope, key: &QueueKey, now: i64) -> bool {
+        let epoch = self.broker.connection_epoch(&key.broker_name);
+        let mut st = scope.state.lock();
+        st.locks.observe_epoch(&key.broker_name, epoch);
+        st.locks.check(key, now) == LockCheck::Trusted
     }
 
     pub(super) async fn start_offset(
@@ -346,6 +371,13 @@ impl<B: BrokerApi> Gateway<B> {
                 return Err(internal(e));
             }
         };
+        // Hand nothing out unless the lock outlived the pull: a process stopped during the pull
+        // for longer than the lock's trust, or a re-dialled connection, may mean another
+        // instance serves the queue now. The claim goes; the next attempt asks the broker.
+        if !self.still_trusted(scope, key, self.now()) {
+            scope.state.lock().table.release(key, claim.id);
+            return Ok(Attempt::Skipped);
+        }
         let pulled: Vec<i64> = if r.status == PullStatus::Found {
             r.messages.iter().map(|m| m.queue_offset).collect()
         } else {
@@ -425,6 +457,24 @@ impl<B: BrokerApi> Gateway<B> {
     async fn ack_in(&self, scope: &Scope, rid: &RequestId) -> AckInfo {
         let key = &rid.queue;
         let mq = scope.mq(key);
+        // Before committing a batch this instance leased, make sure it still holds the queue: an
+        // instance that was stopped past the lock's expiry, or lost its connection, may find
+        // another instance serving it now; then the ack answers stale and moves no offset.
+        let ours = {
+            let st = scope.state.lock();
+            st.table.mode() == QueueMode::Exclusive
+                && st.table.get(key).and_then(|s| s.current()) == Some(rid.lock_time)
+        };
+        if ours {
+            if let Err(e) = self.ensure_broker_lock(scope, key, self.now()).await {
+                return AckInfo {
+                    status: 500,
+                    message: format!(
+                        "cannot confirm the queue's broker lock: {e}; the batch will come again"
+                    ),
+                };
+            }
+        }
         let outcome = scope.state.lock().table.ack_batch(key, &rid.ack_token());
         let desc = format!(
             "{}-{}:{},{},{}",
@@ -454,7 +504,7 @@ impl<B: BrokerApi> Gateway<B> {
             },
             AckOutcome::Stale { current_lock_time } => AckInfo {
                 status: 409,
-                message: format!("ack lockTime small than {current_lock_time}: {desc} expired and was leased again"),
+                message: format!("ack lockTime small than {current_lock_time}: {desc} expired and was leased again, or the queue moved to another instance"),
             },
             AckOutcome::OffsetMoved { committed } => AckInfo {
                 status: 409,

@@ -1,9 +1,12 @@
 //! The driver around the engine: it owns the scopes, does the broker I/O the engine asks for
 //! (through [`BrokerApi`]), reads the time (through [`Clock`]) and waits (long polling). Each job
-//! has its file: producing, consuming (fetch, ack, unlock), broker-lock upkeep, administration.
+//! has its file: producing, consuming (fetch, ack, unlock), broker-lock upkeep (and takeover of
+//! departed instances' queues), administration, and the control plane shared by every instance
+//! through the name servers' KV table.
 
 mod admin;
 mod consume;
+mod control;
 mod locks;
 mod observe;
 mod produce;
@@ -19,13 +22,14 @@ use tokio::sync::Notify;
 
 pub use admin::{ConsumerConfigChange, QueueOffsetView};
 pub use consume::{AckInfo, FetchRequest, FetchResult, MessageQueueView, QueueInfo};
+pub use control::{EffectiveSettings, CONTROL_POLL_MS};
 pub use produce::ProduceRequest;
 pub use receive::{ReceiveRequest, Received};
 
 use crate::broker::{BrokerApi, BrokerError};
 use crate::clock::Clock;
 use crate::config::{Config, ConsumerConfig, Mode, QueueModeConfig};
-use crate::engine::{QueueKey, QueueMode, ScopeSettings, ScopeState};
+use crate::engine::{kv_key, QueueKey, QueueMode, ScopeSettings, ScopeState, StoredSettings};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::token::Token;
@@ -62,6 +66,8 @@ pub struct Scope {
     pub topic: String,
     /// Its retry topic, `%RETRY%<broker_group>`, consumed alongside it.
     pub retry_topic: String,
+    /// Its key in the shared control plane (`engine::kv_key`).
+    pub kv_key: String,
     cfg: ConsumerConfig,
     state: Mutex<ScopeState>,
 }
@@ -119,6 +125,8 @@ pub struct Gateway<B: BrokerApi> {
     metrics: Arc<Metrics>,
     /// Broker offsets of every consumer's queues as last read by [`Gateway::refresh_observed`].
     observed: Mutex<observe::Observed>,
+    /// The newest shared settings read from the name servers, by key (`service::control`).
+    control: Mutex<HashMap<String, StoredSettings>>,
 }
 
 /// A clientId as part of a group name: `[A-Za-z0-9-]` kept, every other byte as `_XX` (hex),
@@ -192,6 +200,7 @@ impl<B: BrokerApi> Gateway<B> {
             max_wait_seconds: config.max_wait_seconds,
             metrics,
             observed: Mutex::default(),
+            control: Mutex::new(HashMap::new()),
         })
     }
 
@@ -432,6 +441,7 @@ impl<B: BrokerApi> Gateway<B> {
             Some(c) => format!("{}_{}", entry.group, sanitize_group_part(c)),
         };
         let scope = Arc::new(Scope {
+            kv_key: kv_key(consumer, client_id),
             retry_topic: format!("%RETRY%{broker_group}"),
             broker_group,
             topic: entry.cfg.topic.clone(),
@@ -453,6 +463,8 @@ impl<B: BrokerApi> Gateway<B> {
             &[scope.topic.clone(), scope.retry_topic.clone()],
             entry.cfg.start_from,
         );
+        // Start from the shared settings (they survive restarts of every instance).
+        self.apply_known(&scope, true);
         self.refresh_queues(&scope).await?;
         // Announce the group so brokers create its retry topic and tooling sees it.
         self.broker.announce(&scope.topic).await;

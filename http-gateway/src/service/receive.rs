@@ -211,6 +211,11 @@ impl<B: BrokerApi> Gateway<B> {
                 return Err(internal(e));
             }
         };
+        // As in `/mq/message`: nothing goes out unless the lock outlived the pull.
+        if !self.still_trusted(scope, key, self.now()) {
+            scope.state.lock().table.release(key, claim.id);
+            return Ok(Vec::new());
+        }
         let offsets: Vec<i64> = if pulled.status == PullStatus::Found {
             pulled.messages.iter().map(|m| m.queue_offset).collect()
         } else {
@@ -280,6 +285,23 @@ impl<B: BrokerApi> Gateway<B> {
     }
 
     async fn ack_in_scope(&self, scope: &Scope, receipt: &Receipt) -> ReceiptOutcome {
+        // Commit only while this instance still holds the queue (see `ack_in` in consume.rs);
+        // a lost lock makes the receipt stale. A trusted lock costs no broker call.
+        let ours = scope
+            .state
+            .lock()
+            .table
+            .get(&receipt.queue)
+            .and_then(|q| q.in_flight.get(&receipt.offset))
+            .is_some_and(|m| m.delivery == receipt.delivery);
+        if ours {
+            if let Err(e) = self
+                .ensure_broker_lock(scope, &receipt.queue, self.now())
+                .await
+            {
+                warn!(queue = ?receipt.queue, error = %e, "cannot confirm the broker lock before an ack");
+            }
+        }
         let outcome = scope.state.lock().table.ack(receipt, self.now());
         if let ReceiptOutcome::Commit(c) = &outcome {
             self.write_commits(scope, &receipt.queue, *c).await;

@@ -478,3 +478,199 @@ async fn mq_proxy_calls_refuse_a_shared_consumer() {
         Err(GatewayError::BadRequest(_))
     ));
 }
+
+fn change(f: impl FnOnce(&mut ConsumerConfigChange)) -> ConsumerConfigChange {
+    let mut c = ConsumerConfigChange {
+        consumer: "c".into(),
+        ..Default::default()
+    };
+    f(&mut c);
+    c
+}
+
+#[tokio::test]
+async fn settings_posted_to_one_instance_reach_the_others_and_survive_restarts() {
+    let w = World::new();
+    w.put(0, 3);
+    let a = w.gateway("A", "clustering");
+    let b = w.gateway("B", "clustering");
+    assert_eq!(fetch(&b, None).await.status, "FOUND");
+    a.configure(change(|c| {
+        c.pause = Some(true);
+        c.limit_rate = Some(7.0);
+        c.max_pull_size = Some(2);
+    }))
+    .await
+    .unwrap();
+    assert!(
+        !w.broker.consume_enabled("c"),
+        "the pause reaches the broker"
+    );
+    assert_eq!(fetch(&a, None).await.status, "PAUSED");
+    // B applies it on its next read of the control plane, once
+    assert_eq!(b.sync_settings().await.unwrap(), 1);
+    assert_eq!(b.sync_settings().await.unwrap(), 0);
+    assert_eq!(fetch(&b, None).await.status, "PAUSED");
+    let seen = b.effective_settings("c", None).await.unwrap();
+    assert!(seen[0].pause && seen[0].rate_limit_enabled);
+    assert_eq!((seen[0].limit_rate, seen[0].max_pull_size), (Some(7.0), 2));
+    // Every instance restarts: the new ones start paused.
+    drop((a, b));
+    let a2 = w.gateway("A2", "clustering");
+    a2.sync_settings().await.unwrap();
+    assert_eq!(fetch(&a2, None).await.status, "PAUSED");
+    // A resume through the new instance, and the broker's consumeEnable follows.
+    a2.configure(change(|c| c.pause = Some(false)))
+        .await
+        .unwrap();
+    assert!(w.broker.consume_enabled("c"));
+    let b2 = w.gateway("B2", "clustering");
+    b2.sync_settings().await.unwrap();
+    let seen = b2.effective_settings("c", None).await.unwrap();
+    assert!(!seen[0].pause);
+    assert_eq!(seen[0].limit_rate, Some(7.0), "settings not named stay");
+    // The stored value is the versioned document, one key per consumer.
+    let kv = w.broker.kv(crate::engine::KV_NAMESPACE);
+    let doc = StoredSettings::parse(&kv["c"]).unwrap();
+    assert_eq!((doc.paused, doc.written_by.as_str()), (Some(false), "A2"));
+}
+
+#[tokio::test]
+async fn a_resend_runs_once_per_instance_that_serves_the_consumer() {
+    let w = World::new();
+    w.put(1, 1);
+    let a = w.gateway("A", "clustering");
+    let b = w.gateway("B", "clustering");
+    let first = fetch(&b, None).await;
+    assert_eq!(first.status, "FOUND");
+    ack(&b, first.request_id.as_deref().unwrap()).await;
+    let uniq = first.messages[0]
+        .properties
+        .get(rmq_remoting::message::keys::UNIQ_KEY)
+        .unwrap()
+        .to_owned();
+    a.configure(change(|c| c.retry_msg_id = Some(uniq.clone())))
+        .await
+        .unwrap();
+    b.sync_settings().await.unwrap();
+    let again = fetch(&b, None).await;
+    assert_eq!(bodies(&again), ["q1-m0"], "B hands the resend out");
+    b.sync_settings().await.unwrap();
+    assert_eq!(fetch(&b, None).await.status, "NO_NEW_MSG", "only once");
+    // An instance started after the call does not replay it.
+    let c = w.gateway("C", "clustering");
+    c.sync_settings().await.unwrap();
+    assert_eq!(fetch(&c, None).await.status, "NO_NEW_MSG");
+}
+
+#[tokio::test]
+async fn settings_are_refused_when_no_name_server_takes_them() {
+    let w = World::new();
+    let a = w.gateway("A", "clustering");
+    w.broker.fail_kv(true);
+    let e = a
+        .configure(change(|c| c.pause = Some(true)))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("name server"), "{e}");
+    w.broker.fail_kv(false);
+    assert_eq!(fetch(&a, None).await.status, "NO_NEW_MSG", "not paused");
+}
+
+#[tokio::test]
+async fn a_departed_instances_queues_are_taken_over_without_waiting_for_the_lock_expiry() {
+    let w = World::new();
+    w.put(0, 2);
+    let a = w.gateway("A", "clustering");
+    let b = w.gateway("B", "clustering");
+    let fa = fetch(&a, None).await;
+    assert_eq!(fa.status, "FOUND");
+    assert_eq!(
+        fetch(&b, None).await.status,
+        "NO_NEW_MSG",
+        "A holds queue 0"
+    );
+    b.maintain_locks().await; // B learns who is in the group
+                              // A's process dies: the broker drops it and tells B; its lock would last 60 s more.
+    w.broker.disconnect("A");
+    w.clock.advance(1_000);
+    b.maintain_locks().await;
+    assert_eq!(w.broker.lock_owner("c", TOPIC, 0), None);
+    let fb = fetch(&b, None).await;
+    assert_eq!(
+        bodies(&fb),
+        ["q0-m0", "q0-m1"],
+        "A's unacked batch comes again"
+    );
+    assert_eq!(w.broker.lock_owner("c", TOPIC, 0).as_deref(), Some("B"));
+}
+
+#[tokio::test]
+async fn an_instance_stopped_past_the_lock_expiry_finds_its_queue_taken_and_its_ack_stale() {
+    let w = World::new();
+    w.put(0, 2);
+    let a = w.gateway("A", "clustering");
+    let b = w.gateway("B", "clustering");
+    let fa = fetch(&a, None).await;
+    let rid_a = fa.request_id.clone().unwrap();
+    // A stands still (SIGSTOP) past the broker's lock expiry; B takes the queue.
+    w.clock.advance(LOCK_EXPIRY_MS + 1_000);
+    let fb = fetch(&b, None).await;
+    assert_eq!(bodies(&fb), ["q0-m0", "q0-m1"]);
+    // A resumes: its late ack is stale and moves no offset; it serves nothing of the queue.
+    let info = ack(&a, &rid_a).await;
+    assert_eq!(info.status, 409, "{}", info.message);
+    assert_eq!(w.broker.committed("c", TOPIC, 0), None);
+    assert_eq!(fetch(&a, None).await.status, "NO_NEW_MSG");
+    // B's ack commits.
+    assert_eq!(ack(&b, fb.request_id.as_deref().unwrap()).await.status, 200);
+    assert_eq!(w.broker.committed("c", TOPIC, 0), Some(2));
+}
+
+#[tokio::test]
+async fn locks_taken_on_a_connection_that_dropped_are_not_trusted() {
+    let w = World::new();
+    w.put(0, 2);
+    let a = w.gateway("A", "clustering");
+    let b = w.gateway("B", "clustering");
+    let fa = fetch(&a, None).await;
+    let rid_a = fa.request_id.clone().unwrap();
+    assert_eq!(
+        fetch(&b, None).await.status,
+        "NO_NEW_MSG",
+        "A holds queue 0"
+    );
+    b.maintain_locks().await;
+    // A's connection drops for a moment: B releases its locks and takes the queue...
+    w.broker.disconnect("A");
+    b.maintain_locks().await;
+    let fb = fetch(&b, None).await;
+    assert_eq!(fb.status, "FOUND");
+    // ...and A, back on a new connection well within its lock's trust, must not go on.
+    w.broker.reconnect("A", &["c"]);
+    w.clock.advance(1_000);
+    assert_eq!(ack(&a, &rid_a).await.status, 409);
+    assert_eq!(fetch(&a, None).await.status, "NO_NEW_MSG");
+    assert_eq!(w.broker.committed("c", TOPIC, 0), None);
+}
+
+#[tokio::test]
+async fn a_receipt_of_a_queue_lost_during_a_stop_is_stale_and_commits_nothing() {
+    let w = World::new();
+    w.put(0, 1);
+    let mut cfg = config("clustering");
+    cfg.consumers[0].queue_mode = crate::config::QueueModeConfig::Shared;
+    let a = Gateway::new(&cfg, w.broker.client("A"), w.clock.clone());
+    let b = Gateway::new(&cfg, w.broker.client("B"), w.clock.clone());
+    let got = a.receive(receive_req(1, 300_000)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    w.clock.advance(LOCK_EXPIRY_MS + 1_000);
+    let again = b.receive(receive_req(1, 300_000)).await.unwrap();
+    assert_eq!(offsets(&again), [(0, 0, 1)], "B serves the queue A held");
+    let out = a
+        .ack_receipt("c", TOPIC, None, &got[0].receipt)
+        .await
+        .unwrap();
+    assert!(matches!(out, ReceiptOutcome::Stale { .. }), "{out:?}");
+    assert_eq!(w.broker.committed("c", TOPIC, 0), None);
+}

@@ -306,6 +306,15 @@ pub struct ConsumerListBody {
     pub consumer_id_list: Vec<String>,
 }
 
+/// GET_KVLIST_BY_NAMESPACE (219) response: one namespace of a name server's KV configuration
+/// (docs/protocol.md §9.12).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvTable {
+    /// Key -> value.
+    #[serde(default)]
+    pub table: BTreeMap<String, String>,
+}
+
 /// GET_ALL_TOPIC_LIST_FROM_NAMESERVER / GET_TOPICS_BY_CLUSTER response.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -333,6 +342,15 @@ mod tests {
         let legacy = br#"{"brokerDatas":[{"brokerAddrs":{0:"127.0.0.1:10911"},"brokerName":"broker-a","cluster":"DefaultCluster","enableActingMaster":false}],"filterServerTable":{},"queueDatas":[{"brokerName":"broker-a","perm":6,"readQueueNums":4,"topicSysFlag":0,"writeQueueNums":4}]}"#;
         assert_eq!(from_json::<TopicRouteData>(legacy).unwrap(), r);
         assert!(from_json::<TopicRouteData>(b"{0:").is_err());
+    }
+
+    #[test]
+    fn kv_table_round_trips() {
+        let text = br#"{"table":{"c1":"{\"v\":1}","c2":"x"}}"#;
+        let t: KvTable = from_json(text).unwrap();
+        assert_eq!(t.table["c1"], r#"{"v":1}"#);
+        assert_eq!(to_json(&t), text.to_vec());
+        assert!(from_json::<KvTable>(b"{}").unwrap().table.is_empty());
     }
 
     #[test]

@@ -21,6 +21,27 @@ command_header! {
         value: Option<String> = "value",
     }
 
+    /// PUT_KV_CONFIG (100), to one name server: stores `value` under `namespace`/`key`
+    /// (replacing it) and persists the table; answered SUCCESS with no body
+    /// (docs/protocol.md §9.12).
+    PutKvConfigRequestHeader {
+        namespace: String = "namespace",
+        key: String = "key",
+        value: String = "value",
+    }
+
+    /// DELETE_KV_CONFIG (102), to one name server: SUCCESS whether or not the key existed.
+    DeleteKvConfigRequestHeader {
+        namespace: String = "namespace",
+        key: String = "key",
+    }
+
+    /// GET_KVLIST_BY_NAMESPACE (219): answered with a `KvTable` body, or QUERY_NOT_FOUND (22)
+    /// when the namespace holds no key.
+    GetKvListByNamespaceRequestHeader {
+        namespace: String = "namespace",
+    }
+
     /// UPDATE_AND_CREATE_TOPIC (17), sent to each broker that should host the topic.
     UpdateAndCreateTopicRequestHeader {
         topic: String = "topic",
