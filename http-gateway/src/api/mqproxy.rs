@@ -337,6 +337,7 @@ async fn consumer_config<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult
 /// (the shared ones, once read).
 async fn consumer_config_view<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     let consumer = p.required("consumer")?;
+    gw.consumer_allowed(&consumer, p.token().as_deref(), true)?;
     let client_id = p.opt("clientId");
     Ok(ok(gw
         .effective_settings(&consumer, client_id.as_deref())

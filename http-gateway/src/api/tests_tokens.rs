@@ -180,20 +180,16 @@ async fn consuming_needs_the_consumers_token_and_a_wrong_one_leases_and_acks_not
     let v = call(&app, form("/mq/ack", None, &with_token)).await;
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(broker.committed("c", TOPIC, 0), Some(1));
-    // The offset views: the consumer's token or the admin token.
-    let v = call(
-        &app,
-        get("/mq/clustering/queue/offset", None, &[("consumer", "c")]),
-    )
-    .await;
-    assert_eq!(v["status"], 403, "{v}");
-    for t in ["Bearer c-s3cret", "Bearer admin-s3cret"] {
-        let v = call(
-            &app,
-            get("/mq/clustering/queue/offset", Some(t), &[("consumer", "c")]),
-        )
-        .await;
-        assert_eq!(v["status"], 200, "{t}: {v}");
+    // The views (offsets, settings in effect): the consumer's token or the admin token.
+    for path in ["/mq/clustering/queue/offset", "/mq/consumer/config"] {
+        let v = call(&app, get(path, None, &[("consumer", "c")])).await;
+        assert_eq!(v["status"], 403, "{path}: {v}");
+        let v = call(&app, get(path, Some("Bearer wrong"), &[("consumer", "c")])).await;
+        assert_eq!(v["status"], 403, "{path}: {v}");
+        for t in ["Bearer c-s3cret", "Bearer admin-s3cret"] {
+            let v = call(&app, get(path, Some(t), &[("consumer", "c")])).await;
+            assert_eq!(v["status"], 200, "{path} {t}: {v}");
+        }
     }
 }
 
