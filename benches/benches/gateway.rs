@@ -5,8 +5,14 @@
 //! the previous batch). The references are the direct client sending with 64 in flight for the
 //! same time, and a `PullConsumer` pulling the same messages under another group. Prints msg/s,
 //! p50/p99 latency, each gateway mode's ratio to its direct reference, and the gateway's
-//! RSS. Performance is never asserted; it fails only when the gateway answers wrongly (a
-//! produce not `"status":200`, messages missing or delivered twice).
+//! RSS. Beside them, the CPU per message (user and system separately) over each phase: the
+//! gateway child's (/proc/<pid>/stat) for the HTTP rows, this process's (getrusage, the
+//! direct client) for the direct rows, with the ratio, and context switches per message (of
+//! the gateway's live threads; of this whole process). CPU per message drifts much less than
+//! msg/s on a shared machine: compare medians of several runs (benches/RESULTS.md).
+//! `BENCH_STRACE=1` also counts syscalls per message with `strace -c -f -p` over each phase
+//! (slowing it down). Performance is never asserted; it fails only when the gateway answers
+//! wrongly (a produce not `"status":200`, messages missing or delivered twice).
 //!
 //! It starts the release gateway binary (`RMQ_GATEWAY_BIN`, else `target/release/rmq-gateway`)
 //! on a free port of 127.0.0.1 with a config of its own (topic, producer and consumer names
