@@ -244,12 +244,23 @@ impl Writer {
         Ok(())
     }
 
-    /// As [`submit`](Self::submit), but the caller that has to write first lets the other tasks
-    /// that are ready in this turn of the scheduler append their frames, so that under load one
-    /// syscall carries many requests (on loopback a send also pays for the peer's receive).
-    /// Cancel safe: a dropped future leaves its duty to the writer task.
-    async fn send(&self, shared: &Shared, cmd: &RemotingCommand, max_frame: usize) -> Result<()> {
+    /// As [`submit`](Self::submit), but under load (`coalesce`: other requests are in flight)
+    /// the caller that has to write first lets the other tasks that are ready in this turn of
+    /// the scheduler append their frames, so that one syscall carries many requests (on loopback
+    /// a send also pays for the peer's receive). A lone request is written at once. Cancel safe:
+    /// a dropped future leaves its duty to the writer task.
+    async fn send(
+        &self,
+        shared: &Shared,
+        cmd: &RemotingCommand,
+        max_frame: usize,
+        coalesce: bool,
+    ) -> Result<()> {
         if !self.append(shared, cmd, max_frame)? {
+            return Ok(());
+        }
+        if !coalesce {
+            self.write_from_caller(shared, self.take_buffer());
             return Ok(());
         }
         let mut duty = WriteDuty {
@@ -407,7 +418,12 @@ impl Connection {
         cmd.opaque = opaque;
         let code = cmd.code;
         let (wtx, wrx) = oneshot::channel();
-        shared.pending.lock().insert(opaque, wtx);
+        // Others waiting for answers means load: worth waiting a turn to share a write.
+        let loaded = {
+            let mut pending = shared.pending.lock();
+            pending.insert(opaque, wtx);
+            pending.len() > 1
+        };
         let _guard = WaiterGuard { shared, opaque };
         // `close` drains the table; a request registered after that would wait forever.
         if self.is_closed() {
@@ -417,7 +433,7 @@ impl Connection {
             shared.writer.room(shared).await?;
             shared
                 .writer
-                .send(shared, &cmd, self.handle.max_frame)
+                .send(shared, &cmd, self.handle.max_frame, loaded)
                 .await?;
             match wrx.await {
                 Ok(r) => r,

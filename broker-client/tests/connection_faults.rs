@@ -397,16 +397,21 @@ async fn a_request_dropped_before_it_was_written_is_still_sent_whole() {
         let (s, _) = l.accept().await.unwrap();
         let mut f = Framed::new(s, RemotingCodec::new());
         let first = f.next().await.unwrap().unwrap();
-        seen_tx.send(first.ext("n").map(str::to_owned)).unwrap();
+        let second = f.next().await.unwrap().unwrap();
+        seen_tx.send(second.ext("n").map(str::to_owned)).unwrap();
+        f.send(answer(&first)).await.unwrap();
         while let Some(Ok(r)) = f.next().await {
             f.send(answer(&r)).await.unwrap();
         }
     });
     let c = Connection::connect(&addr, T, 1 << 24, None).await.unwrap();
+    // A request in flight makes the next one wait a turn before writing (to share the write).
+    let first = c.invoke(req(0), T);
+    tokio::pin!(first);
+    assert!(futures::poll!(&mut first).is_pending());
     {
-        // The first poll appends the frame and yields before writing it (so that other ready
-        // requests can share the write); dropping the future then leaves the write to the
-        // connection's writer task.
+        // Its first poll appends the frame and yields before writing it; dropping the future
+        // then leaves the write to the connection's writer task.
         let fut = c.invoke(req(1), T);
         tokio::pin!(fut);
         assert!(futures::poll!(&mut fut).is_pending());
@@ -417,6 +422,7 @@ async fn a_request_dropped_before_it_was_written_is_still_sent_whole() {
         Some(Some("1".to_owned())),
         "the peer got the abandoned request, whole"
     );
+    assert_eq!(first.await.unwrap().ext("n"), Some("0"));
     assert_eq!(c.invoke(req(2), T).await.unwrap().ext("n"), Some("2"));
     assert_eq!(c.pending(), 0);
     assert!(!c.is_closed());
