@@ -7,8 +7,14 @@
 //! p50/p99 latency, each gateway mode's ratio to its direct reference, and the gateway's
 //! RSS. The Aliyun MQ HTTP API runs the same two phases in the same gateway ([`aliyun`]:
 //! signed publishes from 64 tasks, then consume + ack loops), compared with the same direct
-//! references. Performance is never asserted; it fails only when the gateway answers wrongly (a
-//! produce not `"status":200`, messages missing or delivered twice).
+//! references. Beside them, the CPU per message (user and system separately) over each phase: the
+//! gateway child's (/proc/<pid>/stat) for the HTTP rows, this process's (getrusage, the
+//! direct client) for the direct rows, with the ratio, and context switches per message (of
+//! the gateway's live threads; of this whole process). CPU per message drifts much less than
+//! msg/s on a shared machine: compare medians of several runs (benches/RESULTS.md).
+//! `BENCH_STRACE=1` also counts syscalls per message with `strace -c -f -p` over each phase
+//! (slowing it down). Performance is never asserted; it fails only when the gateway answers
+//! wrongly (a produce not `"status":200`, messages missing or delivered twice).
 //!
 //! It starts the release gateway binary (`RMQ_GATEWAY_BIN`, else `target/release/rmq-gateway`)
 //! on a free port of 127.0.0.1 with a config of its own (topic, producer and consumer names
@@ -57,6 +63,9 @@ struct Report {
     p99: Duration,
     /// Index of the reference row this one is compared with.
     reference: usize,
+    /// CPU the measured process spent over the phase: the gateway's for HTTP rows, this
+    /// process's (the direct client's) for direct rows.
+    cpu: Cpu,
 }
 
 impl Report {
@@ -82,7 +91,22 @@ impl Report {
             p50: pct(0.50),
             p99: pct(0.99),
             reference,
+            cpu: Cpu::default(),
         }
+    }
+
+    fn with_cpu(mut self, cpu: Cpu) -> Report {
+        self.cpu = cpu;
+        self
+    }
+
+    /// (user, sys) µs of CPU per message.
+    fn cpu_per_msg(&self) -> (f64, f64) {
+        let n = self.msgs.max(1) as f64;
+        (
+            self.cpu.user.as_secs_f64() * 1e6 / n,
+            self.cpu.sys.as_secs_f64() * 1e6 / n,
+        )
     }
 
     fn rate(&self) -> f64 {
@@ -92,6 +116,121 @@ impl Report {
 
 fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
+}
+
+// ---- CPU and context switches -----------------------------------------------------------------
+
+/// CPU time and context switches of a process over a phase (differences of two readings).
+#[derive(Clone, Copy, Default, Debug)]
+struct Cpu {
+    user: Duration,
+    sys: Duration,
+    /// Voluntary + involuntary context switches (wake-ups, roughly), all threads.
+    switches: u64,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, o: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(o.user),
+            sys: self.sys.saturating_sub(o.sys),
+            switches: self.switches.saturating_sub(o.switches),
+        }
+    }
+}
+
+/// This process (the direct client): getrusage(RUSAGE_SELF), every thread, as `benches/client.rs`.
+fn self_cpu() -> Cpu {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Cpu::default();
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Cpu {
+        user: tv(ru.ru_utime),
+        sys: tv(ru.ru_stime),
+        switches: (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+    }
+}
+
+/// Another process (the gateway child): utime and stime of /proc/<pid>/stat (all its threads,
+/// in clock ticks), and the context switches of its live threads (/proc/<pid>/task/*/status).
+fn proc_cpu(pid: u32) -> Cpu {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = |i: usize| Duration::from_secs_f64(f.get(i).copied().unwrap_or(0) as f64 / hz);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let mut switches = 0;
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            let st = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for l in st.lines() {
+                if let Some(v) = l
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    switches += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    Cpu {
+        user: ticks(11),
+        sys: ticks(12),
+        switches,
+    }
+}
+
+/// `BENCH_STRACE=1`: `strace -c -f -p PID` over a phase, to count syscalls per message (it
+/// slows the process a lot: the phase's msg/s and CPU are then not comparable).
+struct Strace {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Strace {
+    fn attach(pid: u32, out: PathBuf) -> Option<Strace> {
+        if !std::env::var("BENCH_STRACE").is_ok_and(|v| v == "1") {
+            return None;
+        }
+        let child = Command::new("strace")
+            .args(["-c", "-f", "-o"])
+            .arg(&out)
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("BENCH_STRACE: cannot run strace: {e}"))
+            .ok()?;
+        // Let it attach to every thread before the phase starts.
+        std::thread::sleep(Duration::from_millis(500));
+        Some(Strace { child, out })
+    }
+
+    /// Stops strace (SIGINT makes it write its summary) and returns (syscalls, summary).
+    fn finish(self) -> (u64, String) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        wait_bounded(self.child, Duration::from_secs(10));
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let total = text
+            .lines()
+            .find(|l| l.trim_end().ends_with("total"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (total, text)
+    }
 }
 
 // ---- environment ------------------------------------------------------------------------------
@@ -696,15 +835,27 @@ async fn main() {
     let dur = Duration::from_secs(secs);
 
     // Produce: the direct reference, then HTTP for the same time.
+    let me = std::process::id();
+    let gw_pid = gw.pid();
+    let mut syscalls: Vec<Option<(u64, String)>> = Vec::new();
+    let trace = Strace::attach(me, dir.join("strace-direct-produce.txt"));
+    let cpu0 = self_cpu();
     let (n, direct_errors, elapsed, lat) =
         direct_produce(&producer, &direct_topic, CONNECTIONS, dur).await;
-    reports.push(Report::from_samples(
-        format!("produce, direct client, {CONNECTIONS} in flight"),
-        n,
-        elapsed,
-        lat,
-        0,
-    ));
+    let cpu = self_cpu() - cpu0;
+    syscalls.push(trace.map(Strace::finish));
+    reports.push(
+        Report::from_samples(
+            format!("produce, direct client, {CONNECTIONS} in flight"),
+            n,
+            elapsed,
+            lat,
+            0,
+        )
+        .with_cpu(cpu),
+    );
+    let trace = Strace::attach(gw_pid, dir.join("strace-gateway-produce.txt"));
+    let cpu0 = proc_cpu(gw_pid);
     let hp = match &wrk {
         Ok(w) => {
             let (w, url, p, d) = (
@@ -720,6 +871,8 @@ async fn main() {
         }
         Err(_) => builtin_produce(&http, &produce_url, &producer_name, dur).await,
     };
+    let cpu = proc_cpu(gw_pid) - cpu0;
+    syscalls.push(trace.map(Strace::finish));
     gw.check_alive();
     let rss_produce = gw.rss();
     reports.push(Report {
@@ -729,10 +882,13 @@ async fn main() {
         p50: hp.p50,
         p99: hp.p99,
         reference: 0,
+        cpu,
     });
     let (in_topic, queues) = broker_count(&client, &topic).await;
 
     // Consume everything in the gateway's topic over HTTP, then the same with the direct client.
+    let trace = Strace::attach(gw_pid, dir.join("strace-gateway-consume.txt"));
+    let cpu0 = proc_cpu(gw_pid);
     let hc = http_consume(
         &http,
         &gw.base,
@@ -742,8 +898,12 @@ async fn main() {
         consume_limit,
     )
     .await;
+    let consume_cpu = proc_cpu(gw_pid) - cpu0;
+    let consume_trace = trace.map(Strace::finish);
     gw.check_alive();
     let rss_consume = gw.rss();
+    let trace = Strace::attach(me, dir.join("strace-direct-consume.txt"));
+    let cpu0 = self_cpu();
     let (pulled, elapsed, lat) = direct_consume(
         &client,
         &format!("CG_bench_gw_direct_{run}"),
@@ -752,20 +912,29 @@ async fn main() {
         consume_limit,
     )
     .await;
-    reports.push(Report::from_samples(
-        "consume, direct PullConsumer (per poll)",
-        pulled,
-        elapsed,
-        lat,
-        2,
-    ));
-    reports.push(Report::from_samples(
-        format!("consume, HTTP, {CONSUMERS} loops (per request)"),
-        hc.got,
-        hc.elapsed,
-        hc.lat.clone(),
-        2,
-    ));
+    let cpu = self_cpu() - cpu0;
+    syscalls.push(trace.map(Strace::finish));
+    syscalls.push(consume_trace);
+    reports.push(
+        Report::from_samples(
+            "consume, direct PullConsumer (per poll)",
+            pulled,
+            elapsed,
+            lat,
+            2,
+        )
+        .with_cpu(cpu),
+    );
+    reports.push(
+        Report::from_samples(
+            format!("consume, HTTP, {CONSUMERS} loops (per request)"),
+            hc.got,
+            hc.elapsed,
+            hc.lat.clone(),
+            2,
+        )
+        .with_cpu(consume_cpu),
+    );
 
     // The Aliyun API: its topic exists before the first publish (the API never creates topics).
     let ali_topic = format!("BenchAli_{run}");
@@ -779,6 +948,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ali = aliyun::run(
+        gw_pid,
         &http,
         &gw.base,
         &ali_topic,
@@ -802,20 +972,52 @@ async fn main() {
             println!("  | {l}");
         }
     }
+    // CPU: the gateway process's for HTTP rows (/proc/<pid>/stat), this process's for direct
+    // rows (getrusage); "x direct" of cpu is the total against the direct row's.
     println!(
-        "{:<46} {:>8} {:>10} {:>9} {:>9} {:>9}",
-        "mode", "msgs", "msg/s", "p50 ms", "p99 ms", "x direct"
+        "{:<46} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>6} {:>7}",
+        "mode",
+        "msgs",
+        "msg/s",
+        "p50 ms",
+        "p99 ms",
+        "x dir",
+        "usr us/m",
+        "sys us/m",
+        "cpu us/m",
+        "x dir",
+        "csw/m"
     );
     for r in &reports {
+        let (u, y) = r.cpu_per_msg();
+        let (ru, ry) = reports[r.reference].cpu_per_msg();
         println!(
-            "{:<46} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+            "{:<46} {:>8} {:>8.0} {:>8.2} {:>8.2} {:>6.2} {:>8.1} {:>8.1} {:>8.1} {:>6.2} {:>7.2}",
             r.mode,
             r.msgs,
             r.rate(),
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,
-            r.rate() / reports[r.reference].rate()
+            r.rate() / reports[r.reference].rate(),
+            u,
+            y,
+            u + y,
+            (u + y) / (ru + ry).max(1e-9),
+            r.cpu.switches as f64 / r.msgs.max(1) as f64,
         );
+    }
+    for (r, sc) in reports.iter().zip(&syscalls) {
+        if let Some((calls, text)) = sc {
+            println!(
+                "strace -c -f ({}): {calls} syscalls, {:.2} per message (msg/s and CPU of this \
+                 row are slowed by strace)",
+                r.mode,
+                *calls as f64 / r.msgs.max(1) as f64
+            );
+            for l in text.lines().filter(|l| !l.trim().is_empty()).take(14) {
+                println!("  | {l}");
+            }
+        }
     }
     println!(
         "gateway RSS: {:.1} MiB idle, {:.1} MiB after produce, {:.1} MiB after consume \

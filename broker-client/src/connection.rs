@@ -1,23 +1,27 @@
 //! One multiplexed TCP connection: many requests in flight, answers matched by opaque.
 //!
-//! A writer task drains a bounded queue into the socket (flushing once per burst) and a reader
-//! task routes responses to their waiters and hands requests from the server to a handler. When
-//! either side fails, every waiter learns it at once and the connection is marked dead, so the
-//! pool dials a new one on next use. Dropping the last handle closes the connection and ends
-//! both tasks; dropping a request's future forgets its waiter.
+//! A caller encodes its frame into the connection's write buffer and, when no one else is
+//! writing, writes the buffer to the socket itself (non-blocking), so a request costs no task
+//! wake-up on the way out. Frames that arrive while someone writes are written by that writer in
+//! the same syscall or the next (coalescing under load, as redis-rs's multiplexed connection and
+//! hyper do). When the socket is full, a writer task takes over until the buffer drains. A
+//! reader task routes responses to their waiters and hands requests from the server to a
+//! handler. When either side fails, every waiter learns it at once and the connection is marked
+//! dead, so the pool dials a new one on next use. Dropping the last handle closes the
+//! connection and ends both tasks; dropping a request's future forgets its waiter.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use rmq_remoting::{RemotingCodec, RemotingCommand};
-use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
@@ -44,6 +48,7 @@ type Waiter = oneshot::Sender<Result<RemotingCommand>>;
 
 struct Shared {
     addr: String,
+    writer: Writer,
     pending: Mutex<HashMap<i32, Waiter>>,
     closed: AtomicBool,
     close_reason: Mutex<Option<String>>,
@@ -59,6 +64,7 @@ impl Shared {
         debug!(addr = %self.addr, %reason, "connection closed");
         *self.close_reason.lock() = Some(reason.clone());
         self.cancel.cancel();
+        self.writer.drained.notify_waiters();
         let waiters: Vec<Waiter> = self.pending.lock().drain().map(|(_, w)| w).collect();
         for w in waiters {
             let _ = w.send(Err(ClientError::ConnectionClosed {
@@ -87,13 +93,25 @@ pub struct Connection {
     handle: Arc<Handle>,
 }
 
+/// A caller's duty to write the buffer; handed to the writer task when its future is dropped
+/// before it wrote.
+struct WriteDuty<'a> {
+    writer: &'a Writer,
+    done: bool,
+}
+
+impl Drop for WriteDuty<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.writer.hand_over(None);
+        }
+    }
+}
+
 /// What the handles share; the reader and writer tasks hold only `Shared`, so they do not keep
 /// the connection open by themselves.
 struct Handle {
     shared: Arc<Shared>,
-    /// Encoded frames for the writer; callers encode, so an oversize or unencodable command
-    /// fails alone instead of taking the connection down.
-    tx: mpsc::Sender<Bytes>,
     max_frame: usize,
 }
 
@@ -125,8 +143,196 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// How many frames may wait for the socket before senders are made to wait.
-const WRITE_QUEUE: usize = 4096;
+/// Bytes that may wait for the socket before senders are made to wait (one frame is always
+/// accepted into an emptier buffer, whatever its size).
+const WRITE_BUFFER_LIMIT: usize = 8 * 1024 * 1024;
+/// Buffers a caller writes for others before it leaves the rest to the writer task, so one
+/// caller does not write for everyone under a steady load.
+const CALLER_WRITE_ROUNDS: usize = 4;
+
+/// The sending side: a buffer of encoded frames and who is writing it to the socket.
+///
+/// At most one party writes at a time (`busy`): a caller that found the connection idle, or the
+/// writer task once the socket would block. Everyone else only appends, and the party writing
+/// picks their frames up before it lets go, so frames reach the socket in the order they were
+/// appended and nothing is left behind.
+struct Writer {
+    state: Mutex<WriteState>,
+    wr: OwnedWriteHalf,
+    /// Wakes the writer task when a caller hands the buffer over.
+    takeover: Notify,
+    /// Wakes senders waiting for room in the buffer, and on close.
+    drained: Notify,
+}
+
+struct WriteState {
+    /// Frames nobody has started writing yet.
+    buf: BytesMut,
+    /// Someone is writing (and will take `buf` before it lets go).
+    busy: bool,
+    /// What a caller had taken but could not write: the writer task writes it before `buf`.
+    handed_over: Option<BytesMut>,
+    /// An empty buffer to swap with `buf`, so steady traffic reuses two allocations.
+    spare: BytesMut,
+}
+
+impl Writer {
+    fn new(wr: OwnedWriteHalf) -> Writer {
+        Writer {
+            state: Mutex::new(WriteState {
+                buf: BytesMut::new(),
+                busy: false,
+                handed_over: None,
+                spare: BytesMut::new(),
+            }),
+            wr,
+            takeover: Notify::new(),
+            drained: Notify::new(),
+        }
+    }
+
+    /// Waits until the buffer has room (or the connection is closed). Cancel safe.
+    async fn room(&self, shared: &Shared) -> Result<()> {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if shared.closed.load(Ordering::Acquire) {
+                return Err(shared.closed_error());
+            }
+            if self.state.lock().buf.len() < WRITE_BUFFER_LIMIT {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+
+    /// Encodes `cmd` into the buffer (nothing is appended when encoding fails). `Ok(true)`: nobody
+    /// was writing, and now the caller must (see [`WriteDuty`]).
+    fn append(&self, shared: &Shared, cmd: &RemotingCommand, max_frame: usize) -> Result<bool> {
+        let mut st = self.state.lock();
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(shared.closed_error());
+        }
+        cmd.encode_frame(&mut st.buf, max_frame)?;
+        if st.busy {
+            // Whoever writes takes this frame before letting go.
+            return Ok(false);
+        }
+        st.busy = true;
+        Ok(true)
+    }
+
+    /// The buffer to write now, leaving the spare one in its place.
+    fn take_buffer(&self) -> BytesMut {
+        let mut st = self.state.lock();
+        let spare = std::mem::take(&mut st.spare);
+        let out = std::mem::replace(&mut st.buf, spare);
+        drop(st);
+        if out.len() >= WRITE_BUFFER_LIMIT {
+            self.drained.notify_waiters();
+        }
+        out
+    }
+
+    /// Appends `cmd` and writes it out from this thread when nobody else is writing. Never
+    /// waits: the request goes out without waking another task.
+    fn submit(&self, shared: &Shared, cmd: &RemotingCommand, max_frame: usize) -> Result<()> {
+        if self.append(shared, cmd, max_frame)? {
+            self.write_from_caller(shared, self.take_buffer());
+        }
+        Ok(())
+    }
+
+    /// As [`submit`](Self::submit), but under load (`coalesce`: other requests are in flight)
+    /// the caller that has to write first lets the other tasks that are ready in this turn of
+    /// the scheduler append their frames, so that one syscall carries many requests (on loopback
+    /// a send also pays for the peer's receive). A lone request is written at once. Cancel safe:
+    /// a dropped future leaves its duty to the writer task.
+    async fn send(
+        &self,
+        shared: &Shared,
+        cmd: &RemotingCommand,
+        max_frame: usize,
+        coalesce: bool,
+    ) -> Result<()> {
+        if !self.append(shared, cmd, max_frame)? {
+            return Ok(());
+        }
+        if !coalesce {
+            self.write_from_caller(shared, self.take_buffer());
+            return Ok(());
+        }
+        let mut duty = WriteDuty {
+            writer: self,
+            done: false,
+        };
+        tokio::task::yield_now().await;
+        duty.done = true;
+        self.write_from_caller(shared, self.take_buffer());
+        Ok(())
+    }
+
+    /// Writes `out`, then whatever others appended meanwhile, until the buffer is empty (then
+    /// lets go); hands the rest to the writer task when the socket would block or after
+    /// [`CALLER_WRITE_ROUNDS`].
+    fn write_from_caller(&self, shared: &Shared, mut out: BytesMut) {
+        let mut rounds = 1;
+        loop {
+            match self.try_write_all(&mut out) {
+                Ok(true) => {}
+                Ok(false) => return self.hand_over(Some(out)),
+                Err(e) => return shared.close(format!("write failed: {e}")),
+            }
+            match self.next_buffer(out) {
+                None => return,
+                Some(next) if rounds >= CALLER_WRITE_ROUNDS => return self.hand_over(Some(next)),
+                Some(next) => out = next,
+            }
+            rounds += 1;
+        }
+    }
+
+    /// Leaves the writing to the writer task: `rest` first (what the caller could not write),
+    /// then the buffer.
+    fn hand_over(&self, rest: Option<BytesMut>) {
+        self.state.lock().handed_over = rest;
+        self.takeover.notify_one();
+    }
+
+    /// After `done` was written: the frames appended meanwhile, or `None` when there are none
+    /// (then the writer lets go, keeping `done`'s allocation for the next one).
+    fn next_buffer(&self, mut done: BytesMut) -> Option<BytesMut> {
+        done.clear();
+        let mut st = self.state.lock();
+        if st.buf.is_empty() {
+            st.busy = false;
+            if done.capacity() <= 1024 * 1024 {
+                st.spare = done;
+            }
+            return None;
+        }
+        let next = std::mem::replace(&mut st.buf, done);
+        drop(st);
+        if next.len() >= WRITE_BUFFER_LIMIT {
+            self.drained.notify_waiters();
+        }
+        Some(next)
+    }
+
+    /// Writes as much of `out` as the socket takes now: `Ok(true)` when all of it went.
+    fn try_write_all(&self, out: &mut BytesMut) -> std::io::Result<bool> {
+        while !out.is_empty() {
+            match self.wr.try_write(out) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => out.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
 
 impl Connection {
     /// Dials `addr` and starts the connection's reader and writer tasks.
@@ -164,26 +370,21 @@ impl Connection {
         let (rd, wr) = stream.into_split();
         let shared = Arc::new(Shared {
             addr: addr.to_owned(),
+            writer: Writer::new(wr),
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             close_reason: Mutex::new(None),
             cancel: CancellationToken::new(),
         });
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(write_loop(shared.clone(), rx, wr));
+        tokio::spawn(write_loop(shared.clone()));
         tokio::spawn(read_loop(
             shared.clone(),
-            tx.clone(),
             FramedRead::new(rd, RemotingCodec::with_max_frame(max_frame)),
             handler,
             max_frame,
         ));
         Connection {
-            handle: Arc::new(Handle {
-                shared,
-                tx,
-                max_frame,
-            }),
+            handle: Arc::new(Handle { shared, max_frame }),
         }
     }
 
@@ -216,18 +417,24 @@ impl Connection {
         let opaque = next_opaque();
         cmd.opaque = opaque;
         let code = cmd.code;
-        let frame = encode(&cmd, self.handle.max_frame)?;
         let (wtx, wrx) = oneshot::channel();
-        shared.pending.lock().insert(opaque, wtx);
+        // Others waiting for answers means load: worth waiting a turn to share a write.
+        let loaded = {
+            let mut pending = shared.pending.lock();
+            pending.insert(opaque, wtx);
+            pending.len() > 1
+        };
         let _guard = WaiterGuard { shared, opaque };
         // `close` drains the table; a request registered after that would wait forever.
         if self.is_closed() {
             return Err(shared.closed_error());
         }
         let result = tokio::time::timeout(timeout, async {
-            if self.handle.tx.send(frame).await.is_err() {
-                return Err(shared.closed_error());
-            }
+            shared.writer.room(shared).await?;
+            shared
+                .writer
+                .send(shared, &cmd, self.handle.max_frame, loaded)
+                .await?;
             match wrx.await {
                 Ok(r) => r,
                 Err(_) => Err(shared.closed_error()),
@@ -257,10 +464,9 @@ impl Connection {
         cmd.opaque = next_opaque();
         cmd.set_oneway();
         let code = cmd.code;
-        let frame = encode(&cmd, self.handle.max_frame)?;
-        match tokio::time::timeout(timeout, self.handle.tx.send(frame)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(shared.closed_error()),
+        match tokio::time::timeout(timeout, shared.writer.room(shared)).await {
+            Ok(Ok(())) => shared.writer.submit(shared, &cmd, self.handle.max_frame),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(ClientError::Timeout {
                 addr: shared.addr.clone(),
                 code,
@@ -280,47 +486,43 @@ impl Connection {
     }
 }
 
-fn encode(cmd: &RemotingCommand, max_frame: usize) -> Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(256 + cmd.body.len());
-    cmd.encode_frame(&mut buf, max_frame)?;
-    Ok(buf.freeze())
-}
-
-async fn write_loop(
-    shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<Bytes>,
-    wr: tokio::net::tcp::OwnedWriteHalf,
-) {
-    let mut wr = tokio::io::BufWriter::with_capacity(64 * 1024, wr);
-    loop {
-        let first = tokio::select! {
-            m = rx.recv() => match m { Some(m) => m, None => break },
-            _ = shared.cancel.cancelled() => break,
-        };
-        let mut result = wr.write_all(&first).await;
-        // Coalesce a burst of queued frames into one flush.
-        while result.is_ok() {
-            match rx.try_recv() {
-                Ok(next) => result = wr.write_all(&next).await,
-                Err(_) => break,
+/// Writes what callers hand over when the socket would block, until the buffer is empty again;
+/// on close, shuts the socket down so the peer sees the end at once.
+async fn write_loop(shared: Arc<Shared>) {
+    let w = &shared.writer;
+    let result = async {
+        loop {
+            tokio::select! {
+                _ = w.takeover.notified() => {}
+                _ = shared.cancel.cancelled() => return Ok::<(), std::io::Error>(()),
+            }
+            let handed_over = w.state.lock().handed_over.take();
+            let mut out = handed_over.unwrap_or_else(|| w.take_buffer());
+            loop {
+                while !w.try_write_all(&mut out)? {
+                    tokio::select! {
+                        r = w.wr.writable() => r?,
+                        _ = shared.cancel.cancelled() => return Ok(()),
+                    }
+                }
+                match w.next_buffer(out) {
+                    Some(next) => out = next,
+                    None => break,
+                }
             }
         }
-        if result.is_ok() {
-            result = wr.flush().await;
-        }
-        if let Err(e) = result {
-            shared.close(format!("write failed: {e}"));
-            break;
-        }
+    }
+    .await;
+    if let Err(e) = result {
+        shared.close(format!("write failed: {e}"));
     }
     // Whatever stopped the writer ends the connection for everyone.
     shared.close("writer stopped".into());
-    let _ = wr.shutdown().await;
+    let _ = socket2::SockRef::from(w.wr.as_ref()).shutdown(std::net::Shutdown::Write);
 }
 
 async fn read_loop(
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Bytes>,
     mut stream: FramedRead<tokio::net::tcp::OwnedReadHalf, RemotingCodec>,
     handler: Option<ServerRequestHandler>,
     max_frame: usize,
@@ -379,15 +581,14 @@ async fn read_loop(
                 });
                 resp.opaque = opaque;
                 resp.flag |= rmq_remoting::FLAG_RESPONSE;
-                let frame = match encode(&resp, max_frame) {
-                    Ok(f) => f,
+                match shared.writer.submit(&shared, &resp, max_frame) {
+                    Ok(()) => {}
+                    Err(ClientError::ConnectionClosed { .. }) => {
+                        break "writer stopped".to_owned();
+                    }
                     Err(e) => {
                         warn!(addr = %shared.addr, error = %e, "cannot encode reply to server request");
-                        continue;
                     }
-                };
-                if tx.send(frame).await.is_err() {
-                    break "writer stopped".to_owned();
                 }
             }
         }

@@ -388,3 +388,69 @@ async fn oversize_frames_are_refused_before_sending() {
     assert_eq!(c.invoke(req(2), T).await.unwrap().ext("n"), Some("2"));
     let _ = TcpStream::connect(&addr).await;
 }
+
+#[tokio::test]
+async fn a_request_dropped_before_it_was_written_is_still_sent_whole() {
+    let (l, addr) = listener().await;
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        let first = f.next().await.unwrap().unwrap();
+        let second = f.next().await.unwrap().unwrap();
+        seen_tx.send(second.ext("n").map(str::to_owned)).unwrap();
+        f.send(answer(&first)).await.unwrap();
+        while let Some(Ok(r)) = f.next().await {
+            f.send(answer(&r)).await.unwrap();
+        }
+    });
+    let c = Connection::connect(&addr, T, 1 << 24, None).await.unwrap();
+    // A request in flight makes the next one wait a turn before writing (to share the write).
+    let first = c.invoke(req(0), T);
+    tokio::pin!(first);
+    assert!(futures::poll!(&mut first).is_pending());
+    {
+        // Its first poll appends the frame and yields before writing it; dropping the future
+        // then leaves the write to the connection's writer task.
+        let fut = c.invoke(req(1), T);
+        tokio::pin!(fut);
+        assert!(futures::poll!(&mut fut).is_pending());
+    }
+    let seen = tokio::time::timeout(T, seen_rx).await;
+    assert_eq!(
+        seen.map(Result::unwrap).ok(),
+        Some(Some("1".to_owned())),
+        "the peer got the abandoned request, whole"
+    );
+    assert_eq!(first.await.unwrap().ext("n"), Some("0"));
+    assert_eq!(c.invoke(req(2), T).await.unwrap().ext("n"), Some("2"));
+    assert_eq!(c.pending(), 0);
+    assert!(!c.is_closed());
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_writes_and_all_get_their_answers() {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut f = Framed::new(s, RemotingCodec::new());
+        while let Some(Ok(r)) = f.next().await {
+            f.send(answer(&r)).await.unwrap();
+        }
+    });
+    let c = Connection::connect(&addr, T, 1 << 24, None).await.unwrap();
+    // Large bodies fill the socket, so writing is handed to the writer task as well.
+    let calls = (0..200).map(|i| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut r = req(i);
+            r.body = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+            (i, c.invoke(r, T).await)
+        })
+    });
+    for h in futures::future::join_all(calls).await {
+        let (i, r) = h.unwrap();
+        assert_eq!(r.unwrap().ext("n"), Some(i.to_string().as_str()));
+    }
+    assert_eq!(c.pending(), 0);
+}

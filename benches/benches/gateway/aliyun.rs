@@ -235,8 +235,11 @@ async fn consume(
 
 /// Publishes to `topic` (which must exist) for `dur`, then consumes and acks all of its
 /// `in_topic_before + published` messages under a new group. `count` reads the broker's
-/// message count of the topic.
+/// message count of the topic. `gw_pid` is the gateway process: its CPU time over each phase
+/// goes in the phase's report.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<F, Fut>(
+    gw_pid: u32,
     http: &reqwest::Client,
     base: &str,
     topic: &str,
@@ -249,6 +252,7 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = usize>,
 {
+    let cpu0 = super::proc_cpu(gw_pid);
     let (ok, bad, bad_sample, elapsed, lat) = publish(http, base, topic, dur).await;
     let publish = Report::from_samples(
         format!("produce, Aliyun API (signed), {CONNECTIONS} tasks"),
@@ -256,8 +260,10 @@ where
         elapsed,
         lat,
         0,
-    );
+    )
+    .with_cpu(super::proc_cpu(gw_pid) - cpu0);
     let in_topic = count().await;
+    let cpu0 = super::proc_cpu(gw_pid);
     let (c, took) = consume(http, base, topic, group, in_topic, consume_limit).await;
     let consume = Report::from_samples(
         format!("consume+ack, Aliyun API, {CONSUMERS} loops"),
@@ -265,7 +271,8 @@ where
         took,
         c.lat,
         2,
-    );
+    )
+    .with_cpu(super::proc_cpu(gw_pid) - cpu0);
     let summary = format!(
         "Aliyun API: {ok} published ({bad} bad answers), {in_topic} in the topic; consumed and \
          acked {} in {} requests, {} errors, {} duplicates",

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
 use rmq_remoting::message::MessageExt;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::routes::Routes;
@@ -72,19 +73,41 @@ async fn produce<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
         delivery_timestamp: p.int("deliveryTimestamp")?,
     };
     let r = gw.produce(req).await?;
-    Ok(ok(json!({
-        "sendStatus": r.status,
-        "msgId": r.msg_id,
-        "messageQueue": {
-            "topic": r.queue.topic,
-            "brokerName": r.queue.broker_name,
-            "queueId": r.queue.queue_id,
+    Ok(ok(Produced {
+        message_queue: ProducedQueue {
+            broker_name: &r.queue.broker_name,
+            queue_id: r.queue.queue_id,
+            topic: &r.queue.topic,
         },
-        "queueOffset": r.queue_offset,
-        "offsetMsgId": r.offset_msg_id,
-        "regionId": r.region_id,
-        "traceOn": true,
-    })))
+        msg_id: &r.msg_id,
+        offset_msg_id: &r.offset_msg_id,
+        queue_offset: r.queue_offset,
+        region_id: r.region_id.as_deref(),
+        send_status: r.status,
+        trace_on: true,
+    }))
+}
+
+/// `/mq/produce`'s result, serialized straight from the send's answer rather than through a
+/// `serde_json::Value` (one allocation per key). Fields in the order `json!` wrote them (sorted).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Produced<'a> {
+    message_queue: ProducedQueue<'a>,
+    msg_id: &'a str,
+    offset_msg_id: &'a str,
+    queue_offset: i64,
+    region_id: Option<&'a str>,
+    send_status: &'a str,
+    trace_on: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProducedQueue<'a> {
+    broker_name: &'a str,
+    queue_id: i32,
+    topic: &'a str,
 }
 
 async fn produce_batch<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
@@ -123,30 +146,44 @@ async fn produce_batch<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     )
 }
 
-fn message_json(m: &MessageExt) -> Value {
-    let mut v = json!({
-        "messageId": m.msg_id(),
-        "timestamp": m.store_timestamp,
-    });
-    match std::str::from_utf8(&m.body) {
-        Ok(s) => v["message"] = Value::String(s.to_owned()),
-        Err(_) => {
-            // Not text: base64, flagged, rather than a lossy string.
-            v["message"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&m.body));
-            v["encoding"] = Value::String("base64".into());
-        }
-    }
-    if let Some(t) = m.tags() {
-        v["tags"] = Value::String(t.to_owned());
-    }
+/// One message of a fetch's answer. Serialized straight from the pulled message rather than
+/// through a `serde_json::Value`; fields in the order `json!` wrote them (sorted).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageJson<'a> {
+    /// `base64` when the body is not text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<String>,
+    message: std::borrow::Cow<'a, str>,
+    message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reconsume_times: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a str>,
+    timestamp: i64,
+}
+
+fn message_json(m: &MessageExt) -> MessageJson<'_> {
+    let (message, encoding) = match std::str::from_utf8(&m.body) {
+        Ok(s) => (std::borrow::Cow::Borrowed(s), None),
+        // Not text: base64, flagged, rather than a lossy string.
+        Err(_) => (
+            std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(&m.body)),
+            Some("base64"),
+        ),
+    };
     let keys: Vec<&str> = m.keys().collect();
-    if !keys.is_empty() {
-        v["keys"] = Value::String(keys.join(" "));
+    MessageJson {
+        encoding,
+        keys: (!keys.is_empty()).then(|| keys.join(" ")),
+        message,
+        message_id: m.msg_id(),
+        reconsume_times: (m.reconsume_times > 0).then_some(m.reconsume_times),
+        tags: m.tags(),
+        timestamp: m.store_timestamp,
     }
-    if m.reconsume_times > 0 {
-        v["reconsumeTimes"] = json!(m.reconsume_times);
-    }
-    v
 }
 
 /// The parameters every consume call has.
@@ -212,26 +249,35 @@ fn with_cookie(mut resp: Response, c: RidCookie, rid: Option<&str>) -> Response 
     resp
 }
 
-fn fetch_json(r: &FetchResult) -> Value {
-    let msgs: Vec<Value> = r.messages.iter().map(message_json).collect();
-    let retry: Vec<Value> = r.retry_messages.iter().map(message_json).collect();
-    let mut v = json!({
-        "status": r.status,
-        "msgList": msgs,
-        "msgListSize": r.messages.len(),
-        "retryMsgList": retry,
-        "retryMsgListSize": r.retry_messages.len(),
-    });
-    if let Some(id) = &r.request_id {
-        v["requestId"] = Value::String(id.clone());
+/// A fetch's result; fields in the order `json!` wrote them (sorted).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FetchJson<'a> {
+    /// Through a `Value` (once per answer), so that its keys stay sorted as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ack_info: Option<Value>,
+    msg_list: Vec<MessageJson<'a>>,
+    msg_list_size: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue_info: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    retry_msg_list: Vec<MessageJson<'a>>,
+    retry_msg_list_size: usize,
+    status: &'a str,
+}
+
+fn fetch_json(r: &FetchResult) -> FetchJson<'_> {
+    FetchJson {
+        ack_info: r.ack_info.as_ref().map(|a| json!(a)),
+        msg_list: r.messages.iter().map(message_json).collect(),
+        msg_list_size: r.messages.len(),
+        queue_info: r.queue_info.as_ref().map(|q| json!(q)),
+        request_id: r.request_id.as_deref(),
+        retry_msg_list: r.retry_messages.iter().map(message_json).collect(),
+        retry_msg_list_size: r.retry_messages.len(),
+        status: r.status,
     }
-    if let Some(a) = &r.ack_info {
-        v["ackInfo"] = json!(a);
-    }
-    if let Some(q) = &r.queue_info {
-        v["queueInfo"] = json!(q);
-    }
-    v
 }
 
 async fn message<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
