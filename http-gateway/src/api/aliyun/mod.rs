@@ -72,7 +72,11 @@ impl<B: BrokerApi> AliyunApi<B> {
         });
         Arc::new(AliyunApi {
             credentials: config.credentials(),
-            publisher: publish::Publisher::new(client, &config.producer_group),
+            publisher: publish::Publisher::new(
+                client,
+                &config.producer_group,
+                gateway.metrics().clone(),
+            ),
             gateway,
             config: config.clone(),
             node: forward::Node::new(owner),

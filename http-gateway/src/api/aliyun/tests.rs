@@ -25,6 +25,7 @@ const INVISIBLE_MS: i64 = 10_000;
 
 struct World {
     app: Router,
+    metrics: Arc<crate::metrics::Metrics>,
     clock: Arc<ManualClock>,
     broker: Arc<MemBroker>,
 }
@@ -81,6 +82,7 @@ max_reconsume_times = 2
     // Publishing is not exercised here; its client points at a closed port.
     let client = MQClient::start(ClientConfig::new("127.0.0.1:1")).unwrap();
     World {
+        metrics: gw.metrics().clone(),
         app: router(AliyunApi::new(client, gw, &config)),
         clock: clock.clone(),
         broker: broker.clone(),
@@ -566,6 +568,33 @@ async fn a_handle_of_a_listed_gateway_is_passed_on_to_it() {
         "{}",
         r.body
     );
+}
+
+#[tokio::test]
+async fn publishes_are_counted_under_the_producer_group() {
+    let w = world();
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?><Message xmlns="http://mq.aliyuncs.com/doc/v1/"><MessageBody>hi</MessageBody></Message>"#;
+    // The publishing client of these tests reaches no name server: the send fails.
+    let r = w
+        .call(Method::POST, &format!("/topics/{TOPIC}/messages"), xml)
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let group = super::config::AliyunConfig::default().producer_group;
+    let text = w.metrics.encode(&crate::observe::Snapshot::default());
+    for line in [
+        format!(r#"rmq_gateway_produced_messages_total{{producer="{group}",status="failed"}} 1"#),
+        r#"rmq_gateway_broker_call_duration_seconds_count{code="SEND_MESSAGE"} 1"#.to_owned(),
+        r#"rmq_gateway_broker_call_errors_total{code="SEND_MESSAGE",error="failed"} 1"#.to_owned(),
+    ] {
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
+    // A refused message (bad tag) reaches no broker and is not counted.
+    let bad = xml.replace("</Message>", "<MessageTag>a||b</MessageTag></Message>");
+    let r = w
+        .call(Method::POST, &format!("/topics/{TOPIC}/messages"), &bad)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(w.metrics.produced_count(&group, "failed"), 1);
 }
 
 #[tokio::test]
