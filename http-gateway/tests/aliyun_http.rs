@@ -881,6 +881,19 @@ async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
         .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
+    // Publishes count as the Aliyun producer group's messages.
+    let metrics = reqwest::get(format!("{}/metrics", b.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"rmq_gateway_produced_messages_total{producer="rmq-gateway-aliyun",status="SEND_OK"} 6"#,
+        r#"rmq_gateway_broker_call_duration_seconds_count{code="SEND_MESSAGE"} 6"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     let group = unique("GID_X");
     let consume = format!(
         "/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&tag=T&waitseconds=1"
