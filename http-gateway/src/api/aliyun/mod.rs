@@ -65,7 +65,7 @@ impl<B: BrokerApi> AliyunApi<B> {
     /// then name that run. With any other client id they name a run without an address, and
     /// are acked only here.
     pub fn new(client: MQClient, gateway: Arc<Gateway<B>>, config: &AliyunConfig) -> Arc<Self> {
-        let owner = forward::owner_of(&gateway.instance_id()).unwrap_or_else(|| {
+        let owner = forward::owner_of(gateway.instance_id()).unwrap_or_else(|| {
             tracing::info!(client_id = %gateway.instance_id(), "the broker client id names no \
                 advertised address: Aliyun acks through other instances cannot reach this one");
             handle::Owner::fresh("")
