@@ -40,6 +40,13 @@ pub enum BrokerError {
 
 impl From<ClientError> for BrokerError {
     fn from(e: ClientError) -> Self {
+        BrokerError::of(&e)
+    }
+}
+
+impl BrokerError {
+    /// The class of a client error, with its text.
+    pub fn of(e: &ClientError) -> Self {
         match e {
             ClientError::InvalidArgument(_)
             | ClientError::MessageTooLarge { .. }
@@ -48,7 +55,7 @@ impl From<ClientError> for BrokerError {
             ClientError::Timeout { .. } | ClientError::ConnectionClosed { .. } => {
                 BrokerError::OutcomeUnknown(e.to_string())
             }
-            ClientError::TopicNotExist(t) => BrokerError::TopicNotExist(t),
+            ClientError::TopicNotExist(t) => BrokerError::TopicNotExist(t.clone()),
             e => BrokerError::Failed(e.to_string()),
         }
     }
@@ -614,7 +621,10 @@ impl BrokerApi for ClientBroker {
             .client
             .master_addr(broker_name)
             .ok_or_else(|| BrokerError::Failed(format!("no address of broker {broker_name}")))?;
-        Ok(self.client.consumer_ids(group, &addr).await?)
+        self.timed("GET_CONSUMER_LIST_BY_GROUP", async {
+            Ok(self.client.consumer_ids(group, &addr).await?)
+        })
+        .await
     }
 
     fn take_member_change(&self, group: &str) -> bool {

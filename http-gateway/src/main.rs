@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rmq_gateway::api::aliyun::forward;
+use rmq_gateway::api::aliyun::handle::Owner;
 use rmq_gateway::api::ops::Ops;
 use rmq_gateway::broker::ClientBroker;
 use rmq_gateway::clock::{Clock, SystemClock};
@@ -142,17 +144,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = load(args).context("configuration")?;
     let clock = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::new());
-    let broker = ClientBroker::start(
-        &config,
-        format!("rmq-gateway@{}#{}", std::process::id(), clock.now_ms()),
-    )
-    .context("starting the client")?
-    .with_metrics(metrics.clone());
-    let aliyun_client = broker.client().clone();
-    let gw = Gateway::with_metrics(&config, broker, clock.clone(), metrics);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let advertise = match &config.advertise {
+        Some(a) => a.clone(),
+        None => {
+            let mut a = listener.local_addr()?;
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                tracing::warn!(advertise = %a, "listening on all addresses: other hosts' \
+                    instances cannot pass Aliyun acks on here; set --advertise-addr");
+            }
+            a.to_string()
+        }
+    };
+    anyhow::ensure!(
+        forward::valid_advertise(&advertise),
+        "the advertised address {advertise:?} must be host:port of letters, digits and . - _ : [ ]"
+    );
+    // The broker lists this client id as a member of the groups it consumes; other instances
+    // pass Aliyun acks on only to runs and addresses listed so (api::aliyun::forward).
+    let broker = ClientBroker::start(&config, forward::instance_name(&Owner::fresh(&advertise)))
+        .context("starting the client")?
+        .with_metrics(metrics.clone());
+    let aliyun_client = broker.client().clone();
+    let gw = Gateway::with_metrics(&config, broker, clock.clone(), metrics);
     info!(listen = %listener.local_addr()?, namesrv = ?config.namesrv, instance = %gw.instance_id(),
         producers = config.producers.len(), consumers = config.consumers.len(),
         cors = ?config.cors_allowed_origins, advertise = ?config.advertise, "rmq-gateway ready");
@@ -205,24 +222,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     };
-    let advertise = match &config.advertise {
-        Some(a) => a.clone(),
-        None => {
-            let mut a = listener.local_addr()?;
-            if a.ip().is_unspecified() {
-                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                tracing::warn!(advertise = %a, "listening on all addresses: other hosts' \
-                    instances cannot pass Aliyun acks on here; set --advertise-addr");
-            }
-            a.to_string()
-        }
-    };
-    let aliyun = rmq_gateway::api::aliyun::AliyunApi::advertised(
-        aliyun_client,
-        gw.clone(),
-        &config.aliyun,
-        &advertise,
-    );
+    let aliyun =
+        rmq_gateway::api::aliyun::AliyunApi::new(aliyun_client, gw.clone(), &config.aliyun);
     let app = rmq_gateway::api::app(
         rmq_gateway::api::all_routes(gw.clone(), aliyun, ops).into_router(),
         &config.cors_allowed_origins,

@@ -40,6 +40,7 @@ struct Inner {
     epochs: HashMap<String, u64>,
     consume_disabled: HashSet<String>,
     fail_kv: bool,
+    member_lists: u64,
 }
 
 /// The in-memory broker: topics, offsets and locks shared by its [`MemClient`]s, on the time of
@@ -142,6 +143,11 @@ impl MemBroker {
             }
         }
         g.notified.extend(tell);
+    }
+
+    /// How many times a client read a group's member list (GET_CONSUMER_LIST_BY_GROUP).
+    pub fn member_lists_read(&self) -> u64 {
+        self.inner.lock().member_lists
     }
 
     /// The client dials the broker again (a new connection epoch) and re-registers in `groups`.
@@ -530,7 +536,8 @@ impl BrokerApi for MemClient {
     }
 
     async fn consumer_ids(&self, group: &str, _broker_name: &str) -> BrokerResult<Vec<String>> {
-        let g = self.broker.inner.lock();
+        let mut g = self.broker.inner.lock();
+        g.member_lists += 1;
         Ok(g.members
             .get(group)
             .map(|ids| ids.iter().cloned().collect())

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rmq_client::PullRequest;
 use rmq_client::{ClientConfig, MQClient, Message, Producer, ProducerConfig, PullStatus};
 use rmq_gateway::api::aliyun::auth::{sign, string_to_sign, Secret};
+use rmq_gateway::api::aliyun::handle::{Owner, ReceiptHandle};
 use rmq_remoting::body::MessageQueue;
 use rmq_remoting::message::MessageExt;
 use rmq_test_support::{namesrv, unique};
@@ -880,6 +881,19 @@ async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
         .await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
+    // Publishes count as the Aliyun producer group's messages.
+    let metrics = reqwest::get(format!("{}/metrics", b.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"rmq_gateway_produced_messages_total{producer="rmq-gateway-aliyun",status="SEND_OK"} 6"#,
+        r#"rmq_gateway_broker_call_duration_seconds_count{code="SEND_MESSAGE"} 6"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     let group = unique("GID_X");
     let consume = format!(
         "/topics/{topic}/messages?consumer={group}&numOfMessages=16&ns={NS}&tag=T&waitseconds=1"
@@ -929,6 +943,20 @@ async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
     assert_eq!(r.status, 201, "{}", r.body);
     let (bodies, handles) = take(&a, &consume, 1).await;
     assert_eq!(bodies, ["late"]);
+    // The same delivery with another address written into its handle: that address is no
+    // member of the group on the broker, so B sends nothing there and the handle is expired.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let mut forged = ReceiptHandle::decode(&handles[0], &full, &broker_group).unwrap();
+    forged.owner = Some(Owner::fresh(&trap.local_addr().unwrap().to_string()));
+    let forged = forged.encode(&full, &broker_group);
+    let r = call(&b, "DELETE", &ack, &handles_xml(&[forged]), SK, 0).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(all(&r.body, "ErrorCode"), ["MessageNotExist"], "{}", r.body);
+    match trap.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the written address was called: {other:?}"),
+    }
     a.kill9();
     let r = call(&b, "DELETE", &ack, &handles_xml(&handles), SK, 0).await;
     assert_eq!(r.status, 404, "{}", r.body);

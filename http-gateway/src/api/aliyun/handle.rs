@@ -58,7 +58,7 @@ pub struct ReceiptHandle {
 
 /// The gateway instance that delivered a message: the delivery lives in its memory, so an ack
 /// of it must reach that instance, and only while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Owner {
     /// Random per run of the process: a restarted instance at the same address knows the handles
     /// of its previous run are gone (their leases ended with it).

@@ -7,7 +7,7 @@
 //! fields, [`handle`] the receipt handles, [`params`] the query strings, [`publish`] sends,
 //! [`consume`] turns a delivered message into what the SDKs read, [`receive`] consumes and acks
 //! on the gateway engine's per-message receipts, [`forward`] passes acks on to the instance that
-//! delivered the message.
+//! delivered the message, if [`peers`] finds it a live member of the group.
 
 pub mod auth;
 pub mod config;
@@ -17,6 +17,7 @@ pub mod forward;
 pub mod handle;
 pub mod names;
 pub mod params;
+pub mod peers;
 pub mod props;
 pub mod publish;
 pub mod receive;
@@ -52,30 +53,34 @@ pub struct AliyunApi<B: BrokerApi> {
     gateway: Arc<Gateway<B>>,
     config: AliyunConfig,
     node: forward::Node,
+    peers: peers::Peers,
 }
 
 impl<B: BrokerApi> AliyunApi<B> {
     /// Publishes through `client` under `config.producer_group`, consumes through `gateway`.
-    /// The config is expected to have passed [`AliyunConfig::validate`]. Other instances cannot
-    /// pass acks on to this one: see [`AliyunApi::advertised`].
+    /// The config is expected to have passed [`AliyunConfig::validate`].
+    ///
+    /// Other instances pass acks on to this one only if the gateway's broker client id names
+    /// this run and its advertised address ([`forward::instance_name`]): its receipt handles
+    /// then name that run. With any other client id they name a run without an address, and
+    /// are acked only here.
     pub fn new(client: MQClient, gateway: Arc<Gateway<B>>, config: &AliyunConfig) -> Arc<Self> {
-        Self::advertised(client, gateway, config, "")
-    }
-
-    /// As [`AliyunApi::new`], for an instance other instances reach at `advertise`
-    /// (`host:port`): its receipt handles name it, so an ack through any instance gets here.
-    pub fn advertised(
-        client: MQClient,
-        gateway: Arc<Gateway<B>>,
-        config: &AliyunConfig,
-        advertise: &str,
-    ) -> Arc<Self> {
+        let owner = forward::owner_of(gateway.instance_id()).unwrap_or_else(|| {
+            tracing::info!(client_id = %gateway.instance_id(), "the broker client id names no \
+                advertised address: Aliyun acks through other instances cannot reach this one");
+            handle::Owner::fresh("")
+        });
         Arc::new(AliyunApi {
             credentials: config.credentials(),
-            publisher: publish::Publisher::new(client, &config.producer_group),
+            publisher: publish::Publisher::new(
+                client,
+                &config.producer_group,
+                gateway.metrics().clone(),
+            ),
             gateway,
             config: config.clone(),
-            node: forward::Node::new(advertise),
+            node: forward::Node::new(owner),
+            peers: peers::Peers::default(),
         })
     }
 
@@ -219,11 +224,28 @@ async fn serve<B: BrokerApi>(
             )
             .await?;
             let mut failures = plan.failures;
-            let remote = plan.remote.iter().map(|(addr, idx)| {
+            let (group, topic) = (&plan.group, &plan.topic);
+            let remote = plan.remote.iter().map(|(owner, idx)| {
                 let mine: Vec<String> = idx.iter().map(|&i| handles[i].clone()).collect();
                 let body = body.clone();
                 async move {
-                    let failed = api.node.forward(addr, target, headers, body, &mine).await;
+                    let failed = if api.peers.is_member(&api.gateway, group, topic, owner).await {
+                        api.node.forward(owner, target, headers, body, &mine).await
+                    } else {
+                        // Not a live gateway of the group: dead, or an address the caller
+                        // wrote. Nothing is sent there.
+                        tracing::info!(owner = %owner.addr, %group, "ack for a gateway that is \
+                            not a member of the group: expired, not passed on");
+                        forward::fail_all(
+                            &mine,
+                            Code::MessageNotExist,
+                            "The receipt handle expired: the gateway instance that delivered \
+                             the message is no longer a member of the consumer group, so its \
+                             hold on the message ended and the message is delivered again under \
+                             a new handle."
+                                .into(),
+                        )
+                    };
                     // Back to the request's order: by handle text (a handle may repeat).
                     idx.iter()
                         .zip(&mine)

@@ -11,7 +11,8 @@
 //!   as Aliyun does.
 //! * `__TransCheckT` (transactional) is refused until the gateway serves transactions.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
@@ -23,6 +24,8 @@ use super::error::{invalid_argument, AliyunError, Code};
 use super::props::{self, MessageProps};
 use super::tags::validate_tag;
 use super::xml::PublishRequest;
+use crate::broker::BrokerError;
+use crate::metrics::{produce_status, Metrics};
 
 /// The broker's default `messageDelayLevel`, level 1 first.
 pub const DELAY_LEVELS: [Duration; 18] = {
@@ -157,21 +160,27 @@ fn send_error(topic: &str, e: ClientError) -> AliyunError {
     }
 }
 
-/// Sends published messages to the brokers.
+/// Sends published messages to the brokers, counting them in the gateway's metrics under the
+/// producer group (`produced_messages_total{producer=<group>}`, and one `SEND_MESSAGE` broker
+/// call per message that got as far as sending).
 #[derive(Clone)]
 pub struct Publisher {
     producer: Producer,
+    group: String,
+    metrics: Arc<Metrics>,
 }
 
 impl Publisher {
     /// Sends through `client` under the producer group `group`, never creating topics (a
     /// missing one is `TopicNotExist`).
-    pub fn new(client: MQClient, group: &str) -> Self {
+    pub fn new(client: MQClient, group: &str, metrics: Arc<Metrics>) -> Self {
         let mut pc = ProducerConfig::new(group);
         // Aliyun answers TopicNotExist for a topic nobody created; so does the gateway.
         pc.auto_create_topic = false;
         Publisher {
             producer: Producer::new(client, pc),
+            group: group.to_owned(),
+            metrics,
         }
     }
 
@@ -189,6 +198,7 @@ impl Publisher {
         let (msg, p, selector) = build(topic, req, self.max_body())?;
         let body_md5 = body_md5(&msg.body);
         let at = p.start_deliver_time.filter(|t| *t > now_ms());
+        let start = Instant::now();
         let result = match at {
             None => self.producer.send_with(msg, selector).await,
             Some(at) => {
@@ -214,6 +224,19 @@ impl Publisher {
                 }
             }
         };
+        let took = start.elapsed();
+        match &result {
+            Ok(r) => {
+                self.metrics.broker_call("SEND_MESSAGE", took, None);
+                self.metrics.produced(&self.group, r.status.as_str(), 1);
+            }
+            Err(e) => {
+                let e = BrokerError::of(e);
+                self.metrics.broker_call("SEND_MESSAGE", took, Some(&e));
+                self.metrics
+                    .produced(&self.group, produce_status(&Err(&e)), 1);
+            }
+        }
         let r = result.map_err(|e| send_error(topic, e))?;
         Ok(Published {
             message_id: r.msg_id,

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::consume::{to_consumed, Delivery};
 use super::error::{invalid_argument, AliyunError, Code};
 use super::forward::{Node, Route};
-use super::handle::{HandleError, ReceiptHandle};
+use super::handle::{HandleError, Owner, ReceiptHandle};
 use super::params::{AckParams, ConsumeMode, ConsumeParams};
 use super::xml::{AckFailure, ConsumedMessage};
 use super::AliyunConfig;
@@ -180,8 +180,12 @@ pub async fn consume<B: BrokerApi>(
 pub struct AckPlan {
     /// The handles that failed here.
     pub failures: Vec<(usize, AckFailure)>,
-    /// The handles other instances delivered, by their address: for [`super::forward`].
-    pub remote: Vec<(String, Vec<usize>)>,
+    /// The handles other gateway runs delivered, by run: for [`super::forward`].
+    pub remote: Vec<(Owner, Vec<usize>)>,
+    /// The topic, its broker name.
+    pub topic: String,
+    /// The consumer group, its broker name.
+    pub group: String,
 }
 
 /// Acks each handle delivered by this instance; says which the others are. `forwarded`: the
@@ -201,7 +205,11 @@ pub async fn ack<B: BrokerApi>(
     let name = consumer(gw, config, &group, &topic, None).await?;
     let known = gw.has_consumer(&name);
     let now = gw.now_ms();
-    let mut plan = AckPlan::default();
+    let mut plan = AckPlan {
+        topic: topic.clone(),
+        group: group.clone(),
+        ..AckPlan::default()
+    };
     for (i, text) in handles.iter().enumerate() {
         let fail = |code: Code, message: String| {
             (
@@ -259,10 +267,10 @@ pub async fn ack<B: BrokerApi>(
                 ));
                 continue;
             }
-            Route::There(addr) => {
-                match plan.remote.iter_mut().find(|(a, _)| *a == addr) {
+            Route::There(owner) => {
+                match plan.remote.iter_mut().find(|(o, _)| *o == owner) {
                     Some((_, v)) => v.push(i),
-                    None => plan.remote.push((addr, vec![i])),
+                    None => plan.remote.push((owner, vec![i])),
                 }
                 continue;
             }

@@ -25,6 +25,7 @@ const INVISIBLE_MS: i64 = 10_000;
 
 struct World {
     app: Router,
+    metrics: Arc<crate::metrics::Metrics>,
     clock: Arc<ManualClock>,
     broker: Arc<MemBroker>,
 }
@@ -50,7 +51,8 @@ fn mem_broker() -> (Arc<ManualClock>, Arc<MemBroker>) {
     (clock, broker)
 }
 
-/// One gateway instance on `broker`, named `client_id` there, advertised at `advertise`.
+/// One gateway instance on `broker`, named `client_id` there, or, advertised at `advertise`,
+/// by a gateway's client id naming a fresh run at that address.
 fn instance(
     clock: &Arc<ManualClock>,
     broker: &Arc<MemBroker>,
@@ -68,11 +70,20 @@ max_reconsume_times = 2
     ))
     .unwrap();
     let gw_config = Config::from_toml("namesrv = [\"mem:0\"]").unwrap();
-    let gw = Gateway::new(&gw_config, broker.client(client_id), clock.clone());
+    let client_id = if advertise.is_empty() {
+        client_id.to_owned()
+    } else {
+        format!(
+            "127.0.0.1@{}",
+            super::forward::instance_name(&super::handle::Owner::fresh(advertise))
+        )
+    };
+    let gw = Gateway::new(&gw_config, broker.client(&client_id), clock.clone());
     // Publishing is not exercised here; its client points at a closed port.
     let client = MQClient::start(ClientConfig::new("127.0.0.1:1")).unwrap();
     World {
-        app: router(AliyunApi::advertised(client, gw, &config, advertise)),
+        metrics: gw.metrics().clone(),
+        app: router(AliyunApi::new(client, gw, &config)),
         clock: clock.clone(),
         broker: broker.clone(),
     }
@@ -472,6 +483,118 @@ async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
         Some(1),
         "nothing acked"
     );
+}
+
+/// A handle of `owner` for message 0 of queue 0, valid for a while.
+fn handle_of(w: &World, owner: &super::handle::Owner) -> String {
+    ReceiptHandle {
+        retry: false,
+        broker_name: crate::testing::BROKER_NAME.into(),
+        queue_id: 0,
+        offset: 0,
+        delivery_id: 1,
+        deadline_ms: crate::clock::Clock::now_ms(&*w.clock) + INVISIBLE_MS,
+        owner: Some(owner.clone()),
+    }
+    .encode(TOPIC, GROUP)
+}
+
+/// Makes `owner` a member of the group, as its heartbeats would.
+fn list_member(broker: &MemBroker, owner: &super::handle::Owner) {
+    let id = format!("127.0.0.1@{}", super::forward::instance_name(owner));
+    broker.reconnect(&id, &[GROUP]);
+}
+
+#[tokio::test]
+async fn a_handle_naming_an_unlisted_gateway_is_expired_without_any_connection() {
+    use super::handle::Owner;
+    let (clock, broker) = mem_broker();
+    let b = instance(&clock, &broker, "B", "", "127.0.0.1:9");
+    // Whatever listens at the written address must never be called.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let addr = trap.local_addr().unwrap().to_string();
+    // A gateway run at that very address is listed, but not the run the handles name.
+    list_member(&broker, &Owner::fresh(&addr));
+    let forged = [
+        handle_of(&b, &Owner::fresh(&addr)),
+        handle_of(&b, &Owner::fresh("169.254.169.254:80")),
+    ];
+    let r = b.ack(&forged).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        r.all("ErrorCode"),
+        ["MessageNotExist", "MessageNotExist"],
+        "{}",
+        r.body
+    );
+    assert!(
+        r.one("ErrorMessage").contains("no longer a member"),
+        "{}",
+        r.body
+    );
+    // A burst of such acks reads the member list once (one broker), not once per ack.
+    let reads = broker.member_lists_read();
+    for _ in 0..20 {
+        let r = b.ack(&forged[..1]).await;
+        assert_eq!(r.all("ErrorCode"), ["MessageNotExist"], "{}", r.body);
+    }
+    assert_eq!(broker.member_lists_read(), reads);
+    // Later, a miss reads the list again.
+    clock.advance(super::peers::RECHECK_MS);
+    b.ack(&forged[..1]).await;
+    assert_eq!(broker.member_lists_read(), reads + 1);
+    match trap.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the written address was called: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_handle_of_a_listed_gateway_is_passed_on_to_it() {
+    use super::handle::Owner;
+    let (clock, broker) = mem_broker();
+    let b = instance(&clock, &broker, "B", "", "127.0.0.1:9");
+    // A listed run that takes the connection and closes it unanswered.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let owner = Owner::fresh(&listener.local_addr().unwrap().to_string());
+    list_member(&broker, &owner);
+    let accepted = tokio::spawn(async move { listener.accept().await.is_ok() });
+    let r = b.ack(&[handle_of(&b, &owner)]).await;
+    assert!(accepted.await.unwrap(), "the owner was not called");
+    assert_eq!(r.all("ErrorCode"), ["MessageNotExist"], "{}", r.body);
+    assert!(
+        r.one("ErrorMessage").contains("does not answer"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn publishes_are_counted_under_the_producer_group() {
+    let w = world();
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?><Message xmlns="http://mq.aliyuncs.com/doc/v1/"><MessageBody>hi</MessageBody></Message>"#;
+    // The publishing client of these tests reaches no name server: the send fails.
+    let r = w
+        .call(Method::POST, &format!("/topics/{TOPIC}/messages"), xml)
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let group = super::config::AliyunConfig::default().producer_group;
+    let text = w.metrics.encode(&crate::observe::Snapshot::default());
+    for line in [
+        format!(r#"rmq_gateway_produced_messages_total{{producer="{group}",status="failed"}} 1"#),
+        r#"rmq_gateway_broker_call_duration_seconds_count{code="SEND_MESSAGE"} 1"#.to_owned(),
+        r#"rmq_gateway_broker_call_errors_total{code="SEND_MESSAGE",error="failed"} 1"#.to_owned(),
+    ] {
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
+    // A refused message (bad tag) reaches no broker and is not counted.
+    let bad = xml.replace("</Message>", "<MessageTag>a||b</MessageTag></Message>");
+    let r = w
+        .call(Method::POST, &format!("/topics/{TOPIC}/messages"), &bad)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(w.metrics.produced_count(&group, "failed"), 1);
 }
 
 #[tokio::test]
