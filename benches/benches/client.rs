@@ -134,18 +134,32 @@ async fn main() {
         let m = Message::new(&topic, body.clone());
         handles.push(tokio::spawn(async move {
             let s = Instant::now();
-            p.send(m).await.expect("send");
+            let r = p.send(m).await;
             drop(permit);
-            s.elapsed()
+            r.map(|_| s.elapsed())
         }));
     }
+    // A slow broker may let some of 256 queued sends time out (rocketmq-rust on a loaded
+    // machine): they are counted and shown, not a crash; latency and rate cover the sent ones.
     let mut lat = Vec::with_capacity(handles.len());
+    let mut failed = Vec::new();
     for h in handles {
-        lat.push(h.await.unwrap());
+        match h.await.unwrap() {
+            Ok(l) => lat.push(l),
+            Err(e) => failed.push(e),
+        }
+    }
+    if let Some(e) = failed.first() {
+        println!(
+            "async, 256 in flight: {} of {} sends failed, e.g. {e}",
+            failed.len(),
+            n * 4
+        );
+        assert!(!lat.is_empty(), "every send failed: {e}");
     }
     reports.push(Report {
         mode: "async, 256 in flight",
-        msgs: n * 4,
+        msgs: lat.len(),
         elapsed: start.elapsed(),
         lat,
         cpu: cpu_time() - cpu0,
