@@ -7,8 +7,6 @@
 //! The official SDKs' checks are in tests/sdk (run.sh).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rmq_client::PullRequest;
@@ -17,84 +15,16 @@ use rmq_gateway::api::aliyun::auth::{sign, string_to_sign, Secret};
 use rmq_gateway::api::aliyun::handle::{Owner, ReceiptHandle};
 use rmq_remoting::body::MessageQueue;
 use rmq_remoting::message::MessageExt;
-use rmq_test_support::{namesrv, unique};
+use rmq_test_support::{namesrv, unique, Gateway};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmq-gateway");
 const AK: &str = "it-ak";
 const SK: &str = "it-sk";
 const NS: &str = "MQ_INST_IT";
 
-/// The gateway binary with an `[aliyun]` table; killed when dropped.
-struct Gateway {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-}
-
-impl Gateway {
-    async fn start(aliyun: &str) -> Gateway {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(unique("rmq-gw-aliyun"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nnamesrv = [\"{}\"]\n[aliyun]\n{aliyun}\n",
-                namesrv()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("gateway.log");
-        let out = File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info,rmq_gateway=debug")
-            .env_remove("RMQ_ALIYUN_ACCESS_KEY_ID")
-            .env_remove("RMQ_ALIYUN_ACCESS_KEY_SECRET")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("cannot start the gateway binary");
-        let gw = Gateway {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = http.get(format!("{}/health", gw.base)).send().await {
-                if r.status().is_success() {
-                    return gw;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "the gateway did not start:\n{}",
-            std::fs::read_to_string(&gw.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- gateway log {}:\n{}",
-                self.log.display(),
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
+/// The gateway binary against the test broker with `aliyun` as its `[aliyun]` table.
+async fn start_gateway(aliyun: &str) -> Gateway {
+    Gateway::start(BIN, "aliyun", &format!("[aliyun]\n{aliyun}\n")).await
 }
 
 /// A response: status, the x-mq-request-id header, the body.
@@ -124,12 +54,6 @@ trait Base {
     fn base(&self) -> &str;
 }
 
-impl Base for Gateway {
-    fn base(&self) -> &str {
-        &self.base
-    }
-}
-
 /// A gateway's `http://host:port`.
 impl Base for String {
     fn base(&self) -> &str {
@@ -137,7 +61,7 @@ impl Base for String {
     }
 }
 
-impl Base for rmq_test_support::Gateway {
+impl Base for Gateway {
     fn base(&self) -> &str {
         &self.base
     }
@@ -254,7 +178,7 @@ async fn publishes_reach_plain_rocketmq_consumers_with_everything() {
     let topic = unique("AliT");
     let full = format!("{NS}%{topic}");
     create_topic(&c, &full).await;
-    let gw = Gateway::start(&creds()).await;
+    let gw = start_gateway(&creds()).await;
     let target = format!("/topics/{topic}/messages?ns={NS}");
     let mut ids = HashMap::new();
     for i in 0..10 {
@@ -328,7 +252,7 @@ async fn timed_messages_are_not_delivered_early() {
     let topic = unique("AliTimed");
     let full = format!("{NS}%{topic}");
     create_topic(&c, &full).await;
-    let gw = Gateway::start(&creds()).await;
+    let gw = start_gateway(&creds()).await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -368,7 +292,7 @@ async fn bad_requests_get_aliyun_codes_and_send_nothing() {
     let topic = unique("AliBad");
     let full = format!("{NS}%{topic}");
     create_topic(&c, &full).await;
-    let gw = Gateway::start(&creds()).await;
+    let gw = start_gateway(&creds()).await;
     let target = format!("/topics/{topic}/messages?ns={NS}");
     let big = "x".repeat(4 * 1024 * 1024 + 1);
     let cases: Vec<(String, u16, &str)> = vec![
@@ -524,7 +448,7 @@ async fn bad_requests_get_aliyun_codes_and_send_nothing() {
         "a refused message was sent"
     );
     // A gateway without credentials refuses everything.
-    let open = Gateway::start("").await;
+    let open = start_gateway("").await;
     let r = call(&open, "POST", &target, &message_xml("x", None, None), SK, 0).await;
     assert_eq!(
         (r.status, r.code().as_deref()),
@@ -549,7 +473,7 @@ async fn consume_filter_ack_and_redelivery_on_the_broker() {
     let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
     let topic = unique("AliC");
     create_topic(&c, &format!("{NS}%{topic}")).await;
-    let gw = Gateway::start(&format!("{}\ninvisible_time_ms = 2000", creds())).await;
+    let gw = start_gateway(&format!("{}\ninvisible_time_ms = 2000", creds())).await;
     let publish = format!("/topics/{topic}/messages?ns={NS}");
     for (i, tag) in ["TagA", "TagB", "TagA", "TagA"].iter().enumerate() {
         let props = format!("KEYS:key-{i}|n:{i}|");
@@ -645,8 +569,8 @@ async fn two_instances_share_a_group_without_handing_a_message_out_twice() {
     let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
     let topic = unique("AliS");
     create_topic(&c, &format!("{NS}%{topic}")).await;
-    let a = Gateway::start(&creds()).await;
-    let b = Gateway::start(&creds()).await;
+    let a = start_gateway(&creds()).await;
+    let b = start_gateway(&creds()).await;
     let publish = format!("/topics/{topic}/messages?ns={NS}");
     for i in 0..20 {
         let r = call(
@@ -696,11 +620,8 @@ async fn a_killed_instance_loses_nothing() {
     let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
     let topic = unique("AliK");
     create_topic(&c, &format!("{NS}%{topic}")).await;
-    let mut a =
-        rmq_test_support::Gateway::start(BIN, "ali-kill-a", &format!("[aliyun]\n{}", creds()))
-            .await;
-    let b = rmq_test_support::Gateway::start(BIN, "ali-kill-b", &format!("[aliyun]\n{}", creds()))
-        .await;
+    let mut a = start_gateway(&creds()).await;
+    let b = start_gateway(&creds()).await;
     let publish = format!("/topics/{topic}/messages?ns={NS}");
     // Messages keep coming through B while both instances consume and A is killed.
     let publisher = {
@@ -774,7 +695,7 @@ async fn after_max_reconsume_times_a_message_goes_to_the_dead_letter_queue() {
     let c = MQClient::start(ClientConfig::new(&namesrv())).unwrap();
     let topic = unique("AliD");
     create_topic(&c, &format!("{NS}%{topic}")).await;
-    let gw = Gateway::start(&format!(
+    let gw = start_gateway(&format!(
         "{}\ninvisible_time_ms = 1000\nmax_reconsume_times = 2",
         creds()
     ))
@@ -866,8 +787,8 @@ async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
     let full = format!("{NS}%{topic}");
     create_topic(&c, &full).await;
     let tables = format!("[aliyun]\n{}\ninvisible_time_ms = 3000\n", creds());
-    let mut a = rmq_test_support::Gateway::start(BIN, "ali-owner", &tables).await;
-    let b = rmq_test_support::Gateway::start(BIN, "ali-peer", &tables).await;
+    let mut a = Gateway::start(BIN, "ali-owner", &tables).await;
+    let b = Gateway::start(BIN, "ali-peer", &tables).await;
     let publish = format!("/topics/{topic}/messages?ns={NS}");
     for i in 0..6 {
         let r = call(

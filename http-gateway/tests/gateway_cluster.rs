@@ -8,16 +8,15 @@
 //! Fails, never skips, without such a cluster.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_client::{ClientConfig, MQClient};
 use rmq_test_support::cluster::{create_on_both, env};
-use rmq_test_support::unique;
+use rmq_test_support::{unique, Gateway};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rmq-gateway");
@@ -40,79 +39,19 @@ impl Drop for RestartOnDrop {
     }
 }
 
-/// The gateway binary on a free port; killed when dropped (its log printed if the test failed).
-struct Gateway {
-    child: Child,
-    base: String,
-    dir: PathBuf,
-}
-
-impl Gateway {
-    async fn start(body: &str) -> Gateway {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(unique("rmq-gw-cluster"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\nnamesrv = [\"{}\"]\n{body}",
-                env("RMQ_NAMESRV")
-            ),
-        )
-        .unwrap();
-        let out = File::create(dir.join("gateway.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info,rmq_gateway=debug")
-            .env_remove("RMQ_GATEWAY_LISTEN")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("cannot start the gateway binary");
-        let gw = Gateway {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            dir,
-        };
-        let http = http();
-        let start = Instant::now();
-        loop {
-            let r = http.get(format!("{}/health", gw.base)).send().await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                return gw;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the gateway did not answer /health within 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "---- gateway log (kept in {}), last lines ----\n{}",
-                self.dir.display(),
-                lines[lines.len().saturating_sub(60)..].join("\n")
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+/// The gateway binary against the cluster's name server with `body` as its tables; killed when
+/// dropped (its log printed if the test failed).
+async fn start_gateway(body: &str) -> Gateway {
+    let dir = std::env::temp_dir().join(unique("rmq-gw-cluster"));
+    let mut gw = Gateway::spawn(
+        Path::new(BIN),
+        &env("RMQ_NAMESRV"),
+        dir,
+        body,
+        "info,rmq_gateway=debug",
+    );
+    gw.wait_healthy(Duration::from_secs(20)).await;
+    gw
 }
 
 fn http() -> reqwest::Client {
@@ -252,7 +191,7 @@ async fn cluster_failover_gateway_produce_and_consume() {
     let c = MQClient::start(ClientConfig::new(&env("RMQ_NAMESRV"))).unwrap();
     create_on_both(&c, &topic).await;
     c.shutdown().await;
-    let gw = Gateway::start(&format!(
+    let gw = start_gateway(&format!(
         "[[producer]]\nname = \"cluster-p\"\ntopic = \"{topic}\"\n\
          [[consumer]]\nname = \"cluster-c\"\ntopic = \"{topic}\"\nmode = \"clustering\"\n\
          max_pull_size = 16\nconsume_timeout_ms = 5000\n"
