@@ -36,12 +36,6 @@ use crate::service::Gateway;
 /// even when form-encoded.
 pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-/// The whole HTTP app: every API's routes, then CORS around all of them (when configured), so
-/// that preflights and error answers of every route carry its headers.
-pub fn router<B: BrokerApi>(gw: Arc<Gateway<B>>, cors_allowed_origins: &[String]) -> Router {
-    app(mqproxy::router(gw), cors_allowed_origins)
-}
-
 /// Every route of the gateway: both APIs and the operator's, counted and logged by
 /// [`ops::track`]. The route table is what `/openapi.json` must describe.
 pub fn all_routes<B: BrokerApi>(
@@ -56,7 +50,8 @@ pub fn all_routes<B: BrokerApi>(
     ops::tracked(all, metrics)
 }
 
-/// `routes` (of one or more APIs) with CORS around them, when configured.
+/// `routes` (of one or more APIs, e.g. [`all_routes`]) with CORS around them when configured, so
+/// that preflights and error answers of every route carry its headers.
 pub fn app(routes: Router, cors_allowed_origins: &[String]) -> Router {
     match cors::layer(cors_allowed_origins) {
         Some(cors) => routes.layer(cors),

@@ -1,4 +1,4 @@
-//! The whole app (`api::router`) with CORS, request by request (`oneshot`): preflights of every
+//! Both APIs in `api::app` with CORS, request by request (`oneshot`): preflights of every
 //! route, the headers on answers (errors included), origins not listed, CORS off, the envelope
 //! for an oversized body, and the `useCookie` cookie's attributes.
 
