@@ -573,16 +573,7 @@ async fn two_instances_share_a_group_without_handing_a_message_out_twice() {
     let b = start_gateway(&creds()).await;
     let publish = format!("/topics/{topic}/messages?ns={NS}");
     for i in 0..20 {
-        let r = call(
-            &a,
-            "POST",
-            &publish,
-            &message_xml(&format!("s{i}"), Some("T"), None),
-            SK,
-            0,
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.body);
+        publish_tagged(&a, &publish, &format!("s{i}")).await;
     }
     let group = unique("GID_S");
     let consume =
@@ -628,9 +619,7 @@ async fn a_killed_instance_loses_nothing() {
         let (base, publish) = (b.base.clone(), publish.clone());
         tokio::spawn(async move {
             for i in 0..N {
-                let xml = message_xml(&format!("k{i}"), Some("T"), None);
-                let r = call(&base, "POST", &publish, &xml, SK, 0).await;
-                assert_eq!(r.status, 201, "{}", r.body);
+                publish_tagged(&base, &publish, &format!("k{i}")).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -763,6 +752,14 @@ fn handles_xml(handles: &[String]) -> String {
     body + "</ReceiptHandles>"
 }
 
+/// Publishes `body` with tag `T` through `gw` to `publish` (a topic's messages path); the
+/// gateway must answer 201.
+async fn publish_tagged(gw: &impl Base, publish: &str, body: &str) {
+    let xml = message_xml(body, Some("T"), None);
+    let r = call(gw, "POST", publish, &xml, SK, 0).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
 /// Consumes on `gw` until `want` messages came (each at most once per call), returning bodies and
 /// handles; nothing acked.
 async fn take(gw: &impl Base, consume: &str, want: usize) -> (Vec<String>, Vec<String>) {
@@ -791,16 +788,7 @@ async fn an_ack_through_another_instance_reaches_the_one_that_delivered() {
     let b = Gateway::start(BIN, "ali-peer", &tables).await;
     let publish = format!("/topics/{topic}/messages?ns={NS}");
     for i in 0..6 {
-        let r = call(
-            &b,
-            "POST",
-            &publish,
-            &message_xml(&format!("x{i}"), Some("T"), None),
-            SK,
-            0,
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.body);
+        publish_tagged(&b, &publish, &format!("x{i}")).await;
     }
     // Publishes count as the Aliyun producer group's messages.
     let metrics = reqwest::get(format!("{}/metrics", b.base))
