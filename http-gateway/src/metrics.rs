@@ -213,12 +213,21 @@ impl Default for Metrics {
 pub fn produce_status(r: &Result<&'static str, &BrokerError>) -> &'static str {
     match r {
         Ok(s) => s,
-        Err(BrokerError::Invalid(_)) => "invalid",
-        Err(BrokerError::OutcomeUnknown(_)) => "outcome_unknown",
-        Err(BrokerError::TopicNotExist(_)) => "topic_not_exist",
-        Err(BrokerError::Failed(_)) => "failed",
+        Err(e) => error_class(e),
     }
 }
+
+/// Every produce status but `SEND_OK`: the broker's other send statuses and the error classes
+/// of [`error_class`].
+const PRODUCE_FAILURES: [&str; 7] = [
+    "FLUSH_DISK_TIMEOUT",
+    "FLUSH_SLAVE_TIMEOUT",
+    "SLAVE_NOT_AVAILABLE",
+    "invalid",
+    "outcome_unknown",
+    "topic_not_exist",
+    "failed",
+];
 
 fn error_class(e: &BrokerError) -> &'static str {
     match e {
@@ -336,6 +345,14 @@ impl Metrics {
                 status,
             })
             .map_or(0, |c| c.get())
+    }
+
+    /// Messages of `producer` counted with any status but `SEND_OK` so far.
+    pub fn produce_failures(&self, producer: &str) -> u64 {
+        PRODUCE_FAILURES
+            .iter()
+            .map(|s| self.produced_count(producer, s))
+            .sum()
     }
 
     /// Counts one broker call of request `code` that took `took`.

@@ -115,18 +115,7 @@ impl<B: BrokerApi> Gateway<B> {
                 topic: p.topic.clone(),
                 group: p.group.clone(),
                 sent: self.metrics.produced_count(name, "SEND_OK"),
-                failed: [
-                    "FLUSH_DISK_TIMEOUT",
-                    "FLUSH_SLAVE_TIMEOUT",
-                    "SLAVE_NOT_AVAILABLE",
-                    "invalid",
-                    "outcome_unknown",
-                    "topic_not_exist",
-                    "failed",
-                ]
-                .iter()
-                .map(|s| self.metrics.produced_count(name, s))
-                .sum(),
+                failed: self.metrics.produce_failures(name),
             })
             .collect();
         producers.sort_by(|a, b| a.name.cmp(&b.name));
