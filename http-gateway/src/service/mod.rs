@@ -74,12 +74,7 @@ pub struct Scope {
 
 impl Scope {
     fn mq(&self, key: &QueueKey) -> MessageQueue {
-        let topic = if key.retry {
-            &self.retry_topic
-        } else {
-            &self.topic
-        };
-        MessageQueue::new(topic.clone(), key.broker_name.clone(), key.queue_id)
+        queue_of(key, &self.topic, &self.retry_topic)
     }
 
     /// MQ-Proxy's requestIds name whole batches: only exclusive queues have them.
@@ -101,6 +96,13 @@ impl Scope {
             mq.queue_id,
         )
     }
+}
+
+/// The broker queue `key` names in a group consuming `topic`, whose retry topic is
+/// `retry_topic`.
+fn queue_of(key: &QueueKey, topic: &str, retry_topic: &str) -> MessageQueue {
+    let topic = if key.retry { retry_topic } else { topic };
+    MessageQueue::new(topic.to_owned(), key.broker_name.clone(), key.queue_id)
 }
 
 /// The gateway service: the configured producers and consumers, their scopes, and the broker

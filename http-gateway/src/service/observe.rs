@@ -5,9 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rmq_remoting::body::MessageQueue;
-
-use super::{ConsumerEntry, Gateway, Scope};
+use super::{queue_of, ConsumerEntry, Gateway, Scope};
 use crate::broker::BrokerApi;
 use crate::config::Mode;
 use crate::engine::QueueKey;
@@ -85,8 +83,7 @@ impl<B: BrokerApi> Gateway<B> {
         for t in targets {
             let mut read = HashMap::new();
             for k in t.keys {
-                let topic = if k.retry { &t.retry_topic } else { &t.topic };
-                let mq = MessageQueue::new(topic.clone(), k.broker_name.clone(), k.queue_id);
+                let mq = queue_of(&k, &t.topic, &t.retry_topic);
                 let Ok(max) = self.broker.max_offset(&mq).await else {
                     continue;
                 };
