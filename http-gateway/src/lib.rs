@@ -9,7 +9,8 @@
 //! `GET /metrics`; [`observe`] is the snapshot behind the status page (`GET /`,
 //! `GET /status.json`) and the readiness behind `GET /readyz`; `api::ops` serves them, with
 //! `GET /healthz` and `GET /openapi.json`, and writes one access-log line per request (target
-//! `rmq_gateway::access`; JSON lines with `RMQ_LOG_FORMAT=json`).
+//! `rmq_gateway::access`; JSON lines with `RMQ_LOG_FORMAT=json`), through [`log_writer`], which
+//! writes lines in batches.
 
 pub mod api;
 pub mod broker;
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod log_writer;
 pub mod metrics;
 pub mod observe;
 pub mod request_id;

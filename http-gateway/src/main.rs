@@ -15,6 +15,7 @@ use rmq_gateway::api::ops::Ops;
 use rmq_gateway::broker::ClientBroker;
 use rmq_gateway::clock::{Clock, SystemClock};
 use rmq_gateway::config::{Config, Overrides};
+use rmq_gateway::log_writer::LogWriter;
 use rmq_gateway::metrics::Metrics;
 use rmq_gateway::observe::Readiness;
 use rmq_gateway::service::Gateway;
@@ -115,6 +116,39 @@ async fn shutdown_signal(gw: Arc<Gateway<ClientBroker>>) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let log = init_log()?;
+    let result = serve(args);
+    // Lines of the last moments, and the error main returns is printed after them.
+    let _ = log.flush();
+    result
+}
+
+/// The log: RUST_LOG's filter, text or JSON lines (RMQ_LOG_FORMAT), to stderr through a
+/// [`LogWriter`] so that the access log costs no write per request.
+fn init_log() -> anyhow::Result<LogWriter> {
+    let writer = LogWriter::start(std::io::stderr()).context("starting the log writer")?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(writer.clone());
+    match std::env::var("RMQ_LOG_FORMAT").as_deref() {
+        Ok("json") => log.json().flatten_event(true).init(),
+        Ok("text") | Ok("") | Err(_) => log.init(),
+        Ok(other) => anyhow::bail!("RMQ_LOG_FORMAT must be json or text, not {other:?}"),
+    }
+    // A panic's message goes straight to stderr: the lines before it first.
+    let hook = std::panic::take_hook();
+    let w = writer.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = w.flush();
+        hook(info)
+    }));
+    Ok(writer)
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
     let runtime = match args.worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
@@ -131,16 +165,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let log = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false);
-    match std::env::var("RMQ_LOG_FORMAT").as_deref() {
-        Ok("json") => log.json().flatten_event(true).init(),
-        Ok("text") | Ok("") | Err(_) => log.init(),
-        Ok(other) => anyhow::bail!("RMQ_LOG_FORMAT must be json or text, not {other:?}"),
-    }
     let config = load(args).context("configuration")?;
     let clock = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::new());

@@ -222,18 +222,29 @@ async fn a_scrape_after_a_produce_and_consume_run_shows_what_happened() {
     assert!(rss > 1e6 && rss < 4e9, "{rss}");
     assert!(text.ends_with("# EOF\n"));
 
-    // One JSON access-log line per request, with the producer or consumer and the route.
-    let log = gw.log_text();
-    let lines: Vec<Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "rmq_gateway::access")
-        .collect();
-    let produce_lines = lines
-        .iter()
-        .filter(|v| v["route"] == "/mq/produce" && v["producer"] == p.as_str())
-        .count();
-    assert_eq!(produce_lines, N, "{}", gw.log_tail(20));
+    // One JSON access-log line per request, with the producer or consumer and the route. Info
+    // lines reach the file within 50 ms (rmq_gateway::log_writer): wait for the line of the
+    // last request, GET /metrics.
+    let access_lines = || -> Vec<Value> {
+        gw.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "rmq_gateway::access")
+            .collect()
+    };
+    let produce_lines = |lines: &[Value]| {
+        lines
+            .iter()
+            .filter(|v| v["route"] == "/mq/produce" && v["producer"] == p.as_str())
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lines = access_lines();
+    while !lines.iter().any(|v| v["route"] == "/metrics") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        lines = access_lines();
+    }
+    assert_eq!(produce_lines(&lines), N, "{}", gw.log_tail(20));
     let ack = lines
         .iter()
         .find(|v| v["route"] == "/mq/ack")
