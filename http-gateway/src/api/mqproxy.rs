@@ -15,6 +15,7 @@ use rmq_remoting::message::MessageExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::params::ParamRef;
 use super::routes::Routes;
 use super::{bad, ok, ApiError, Params, BODY_LIMIT};
 use crate::broker::BrokerApi;
@@ -114,8 +115,8 @@ async fn produce_batch<B: BrokerApi>(State(gw): Gw<B>, p: Params) -> ApiResult {
     let producer = p.required("producer")?;
     gw.producer_allowed(&producer, p.token().as_deref())?;
     let list = match p.get("messages") {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+        Some(ParamRef::Json(Value::Array(a))) => a.clone(),
+        Some(ParamRef::Text(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Array(a)) => a,
             _ => return Err(bad("messages must be a JSON array").into()),
         },
