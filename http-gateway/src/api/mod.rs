@@ -4,6 +4,7 @@
 
 pub mod aliyun;
 pub mod cors;
+mod json_text;
 pub mod mqproxy;
 pub mod ops;
 mod params;

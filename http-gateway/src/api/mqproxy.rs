@@ -15,6 +15,7 @@ use rmq_remoting::message::MessageExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::json_text::JsonText;
 use super::params::ParamRef;
 use super::routes::Routes;
 use super::{bad, ok, ApiError, Params, BODY_LIMIT};
@@ -157,7 +158,7 @@ struct MessageJson<'a> {
     encoding: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keys: Option<String>,
-    message: std::borrow::Cow<'a, str>,
+    message: JsonText<'a>,
     message_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     reconsume_times: Option<i32>,
@@ -179,7 +180,7 @@ fn message_json(m: &MessageExt) -> MessageJson<'_> {
     MessageJson {
         encoding,
         keys: (!keys.is_empty()).then(|| keys.join(" ")),
-        message,
+        message: JsonText(message),
         message_id: m.msg_id(),
         reconsume_times: (m.reconsume_times > 0).then_some(m.reconsume_times),
         tags: m.tags(),
