@@ -7,7 +7,8 @@
 //! p50/p99 latency, each gateway mode's ratio to its direct reference, and the gateway's
 //! RSS. The Aliyun MQ HTTP API runs the same two phases in the same gateway ([`aliyun`]:
 //! signed publishes from 64 tasks, then consume + ack loops), compared with the same direct
-//! references. Beside them, the CPU per message (user and system separately) over each phase: the
+//! references. With wrk, a last row is the floor: GET /health at the same concurrency, what an
+//! HTTP request costs the gateway (hyper, middleware, loopback TCP) with no broker work. Beside them, the CPU per message (user and system separately) over each phase: the
 //! gateway child's (/proc/<pid>/stat) for the HTTP rows, this process's (getrusage, the
 //! direct client) for the direct rows, with the ratio, and context switches per message (of
 //! the gateway's live threads; of this whole process). CPU per message drifts much less than
@@ -884,6 +885,30 @@ async fn main() {
         reference: 0,
         cpu,
     });
+    // The floor: GET /health at the same concurrency, no broker behind it. What hyper, the
+    // middleware and the kernel's loopback TCP cost per HTTP request on this machine, which no
+    // change to the produce path can go below.
+    // Reported last, so that the other rows keep their reference indices.
+    let mut floor_report = None;
+    if let Ok(w) = &wrk {
+        let (w, url, d) = (w.clone(), format!("{}/health", gw.base), dir.clone());
+        let cpu0 = proc_cpu(gw_pid);
+        let floor = tokio::task::spawn_blocking(move || wrk_produce(&w, &url, "--floor", secs, &d))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cpu = proc_cpu(gw_pid) - cpu0;
+        assert_eq!(floor.bad, 0, "GET /health failed: {:?}", floor.bad_sample);
+        floor_report = Some(Report {
+            mode: format!("floor: GET /health, {CONNECTIONS} connections"),
+            msgs: floor.ok,
+            elapsed: floor.elapsed,
+            p50: floor.p50,
+            p99: floor.p99,
+            reference: 0,
+            cpu,
+        });
+    }
     let (in_topic, queues) = broker_count(&client, &topic).await;
 
     // Consume everything in the gateway's topic over HTTP, then the same with the direct client.
@@ -961,6 +986,7 @@ async fn main() {
     gw.check_alive();
     reports.push(ali.publish);
     reports.push(ali.consume);
+    reports.extend(floor_report);
 
     println!(
         "gateway against the real broker at {namesrv}, 1 KiB bodies{}",
@@ -1079,6 +1105,17 @@ async fn main() {
     if failures.is_empty() {
         gw.stop();
     } else {
+        // The access log buries the lines that explain a failure: show those apart.
+        let log = gw.log_text();
+        let notable: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        eprintln!(
+            "gateway log, warnings and errors ({} lines, last 40):\n{}",
+            notable.len(),
+            notable[notable.len().saturating_sub(40)..].join("\n")
+        );
         eprintln!("gateway log (last lines):\n{}", gw.log_tail(30));
         drop(gw);
         for f in &failures {
