@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use rmq_remoting::header::{CommandHeader, SendMessageRequestHeaderV2};
 use rmq_remoting::message::{
     decode_messages, encode_stored, MessageExt, MessageVersion, Properties,
 };
@@ -432,6 +433,27 @@ fn main() {
             },
         ),
     );
+
+    // (a'') What a producer does per send: the typed header into extFields, then the frame.
+    let template = SendMessageRequestHeaderV2::read_from(cmd.ext_fields.as_ref().unwrap()).unwrap();
+    let body = cmd.body.clone();
+    b.run(case(
+        format!("send_v2 typed header + json encode ({frame_len} B)"),
+        FRAMES_PER_ITER,
+        bytes,
+        || {
+            out.clear();
+            for _ in 0..FRAMES_PER_ITER {
+                let h = black_box(&template).clone();
+                let mut ext = ExtFields::with_capacity(16);
+                h.write_to(&mut ext);
+                let c = RemotingCommand::request(RequestCode::SendMessageV2, ext)
+                    .with_body(body.clone());
+                c.encode_frame(&mut out, usize::MAX).unwrap();
+            }
+            black_box(&out);
+        },
+    ));
 
     // (a') The same request with the ROCKETMQ binary header.
     let cmd = send_v2(SerializeType::RocketMq);

@@ -1,10 +1,14 @@
 //! `extFields`: the named string parameters of a command ("custom header").
 
+use std::borrow::Cow;
+
 /// An ordered string map. Order is kept because Java peers' order is observable on the wire and
 /// byte-exact re-encoding needs it; duplicate keys (possible in binary headers,
 /// docs/protocol.md §5) are kept too, and lookups return the last one, as the Java decoder does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExtFields(Vec<(String, String)>);
+// Keys are `Cow` so that typed headers, whose keys are literals, write them without an
+// allocation each (a send header has 14).
+pub struct ExtFields(Vec<(Cow<'static, str>, String)>);
 
 impl ExtFields {
     /// An empty map.
@@ -28,8 +32,15 @@ impl ExtFields {
 
     /// Sets `key`, replacing an existing value in place (so the wire order is stable).
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        let value = value.into();
+        self.insert_key(Cow::Owned(key.into()), value.into());
+    }
+
+    /// [`insert`](Self::insert) with a key that lives forever (a typed header's).
+    pub(crate) fn insert_static(&mut self, key: &'static str, value: String) {
+        self.insert_key(Cow::Borrowed(key), value);
+    }
+
+    fn insert_key(&mut self, key: Cow<'static, str>, value: String) {
         if let Some(slot) = self.0.iter_mut().rev().find(|(k, _)| *k == key) {
             slot.1 = value;
         } else {
@@ -39,7 +50,7 @@ impl ExtFields {
 
     /// Appends without looking for an existing key (what a decoder does with the wire).
     pub fn push(&mut self, key: String, value: String) {
-        self.0.push((key, value));
+        self.0.push((Cow::Owned(key), value));
     }
 
     /// Removes `key`, returning its value.
@@ -63,7 +74,7 @@ impl ExtFields {
 
     /// The fields in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
     }
 
     /// The number of fields.
@@ -78,18 +89,21 @@ impl ExtFields {
 
     /// Keys in wire order, duplicates included.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
+        self.0.iter().map(|(k, _)| k.as_ref())
     }
 
     /// The fields as pairs, in order.
     pub fn into_inner(self) -> Vec<(String, String)> {
         self.0
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v))
+            .collect()
     }
 }
 
 impl FromIterator<(String, String)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        ExtFields(iter.into_iter().collect())
+        ExtFields(iter.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
     }
 }
 
@@ -97,7 +111,7 @@ impl<'a> FromIterator<(&'a str, &'a str)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(iter: I) -> Self {
         ExtFields(
             iter.into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .map(|(k, v)| (Cow::Owned(k.to_owned()), v.to_owned()))
                 .collect(),
         )
     }

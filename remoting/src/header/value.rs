@@ -30,7 +30,7 @@ impl<T: Value> Slot for T {
     }
 
     fn write(&self, ext: &mut ExtFields, key: &'static str) {
-        ext.insert(key, self.render());
+        ext.insert_static(key, self.render());
     }
 }
 
@@ -41,7 +41,7 @@ impl<T: Value> Slot for Option<T> {
 
     fn write(&self, ext: &mut ExtFields, key: &'static str) {
         if let Some(v) = self {
-            ext.insert(key, v.render());
+            ext.insert_static(key, v.render());
         }
     }
 }
