@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod log_time;
 pub mod log_writer;
 pub mod metrics;
 pub mod observe;

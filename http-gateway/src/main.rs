@@ -15,6 +15,7 @@ use rmq_gateway::api::ops::Ops;
 use rmq_gateway::broker::ClientBroker;
 use rmq_gateway::clock::{Clock, SystemClock};
 use rmq_gateway::config::{Config, Overrides};
+use rmq_gateway::log_time::UtcMicros;
 use rmq_gateway::log_writer::LogWriter;
 use rmq_gateway::metrics::Metrics;
 use rmq_gateway::observe::Readiness;
@@ -132,6 +133,7 @@ fn init_log() -> anyhow::Result<LogWriter> {
     let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
+        .with_timer(UtcMicros)
         .with_writer(writer.clone());
     match std::env::var("RMQ_LOG_FORMAT").as_deref() {
         Ok("json") => log.json().flatten_event(true).init(),
