@@ -5,7 +5,6 @@
 //! no percent-decoding (a plain message body) is a slice of the request's bytes and goes on to
 //! the broker as is. Decoding follows the WHATWG form rules, as `form_urlencoded` does.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequest, Request};
@@ -114,10 +113,8 @@ fn parse_form(src: &Bytes, into: &mut Vec<(Bytes, Param)>) {
 /// are UTF-8 (a plain message: a SIMD scan rather than a byte loop), else `+` as a space and
 /// `%XX` escapes decoded.
 fn decode(src: &Bytes, raw: &[u8]) -> Bytes {
-    if memchr::memchr2(b'%', b'+', raw).is_none() {
-        if let Ok(s) = std::str::from_utf8(raw) {
-            return share(src, Cow::Borrowed(s));
-        }
+    if memchr::memchr2(b'%', b'+', raw).is_none() && std::str::from_utf8(raw).is_ok() {
+        return share(src, raw);
     }
     let spaced: Vec<u8> = raw
         .iter()
@@ -144,19 +141,15 @@ fn parse_json(src: &[u8], into: &mut Vec<(Bytes, Param)>) -> Result<(), GatewayE
     Ok(())
 }
 
-/// `text` as `Bytes`: a slice of `src` when decoding left it borrowed from there, else its own.
-fn share(src: &Bytes, text: Cow<'_, str>) -> Bytes {
-    match text {
-        Cow::Borrowed(s) => {
-            let (start, end) = (src.as_ptr() as usize, src.as_ptr() as usize + src.len());
-            let p = s.as_ptr() as usize;
-            if !s.is_empty() && p >= start && p + s.len() <= end {
-                src.slice(p - start..p - start + s.len())
-            } else {
-                Bytes::copy_from_slice(s.as_bytes())
-            }
-        }
-        Cow::Owned(s) => Bytes::from(s),
+/// `part` as `Bytes`: a slice of `src` when it lies in `src` (as the parts `parse_form` splits
+/// off do), else a copy.
+fn share(src: &Bytes, part: &[u8]) -> Bytes {
+    let start = src.as_ptr() as usize;
+    let p = part.as_ptr() as usize;
+    if !part.is_empty() && p >= start && p + part.len() <= start + src.len() {
+        src.slice(p - start..p - start + part.len())
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 
@@ -419,8 +412,13 @@ mod tests {
     #[test]
     fn share_copies_text_that_is_not_in_the_source() {
         let src = Bytes::from_static(b"abc");
-        assert_eq!(share(&src, Cow::Borrowed("zz")), Bytes::from_static(b"zz"));
-        assert_eq!(share(&src, Cow::Borrowed(&text(&src)[1..])), &b"bc"[..]);
-        assert_eq!(share(&src, Cow::Borrowed("")), Bytes::new());
+        assert_eq!(share(&src, b"zz"), Bytes::from_static(b"zz"));
+        assert_eq!(share(&src, &src[1..]), &b"bc"[..]);
+        assert_eq!(
+            share(&src, &src[1..]).as_ptr(),
+            src[1..].as_ptr(),
+            "no copy"
+        );
+        assert_eq!(share(&src, b""), Bytes::new());
     }
 }
