@@ -39,9 +39,8 @@ struct Inner {
     waiting: Mutex<Vec<u8>>,
     /// The output; its lock also orders concurrent flushes.
     out: Mutex<Box<dyn Write + Send>>,
-    /// Wakes the writing thread early.
+    /// Wakes the writing thread early (waited on with `waiting`'s lock).
     wake: Condvar,
-    wake_lock: Mutex<()>,
 }
 
 impl LogWriter {
@@ -55,9 +54,9 @@ impl LogWriter {
                 // Ends when the last LogWriter is gone.
                 while let Some(inner) = inner.upgrade() {
                     {
-                        let mut g = inner.wake_lock.lock();
-                        if inner.waiting.lock().len() < FLUSH_SOON {
-                            inner.wake.wait_for(&mut g, FLUSH_EVERY);
+                        let mut waiting = inner.waiting.lock();
+                        if waiting.len() < FLUSH_SOON {
+                            inner.wake.wait_for(&mut waiting, FLUSH_EVERY);
                         }
                     }
                     // Nowhere to report a failed write of the log itself.
@@ -75,7 +74,6 @@ impl LogWriter {
                 waiting: Mutex::new(Vec::with_capacity(FLUSH_SOON)),
                 out: Mutex::new(Box::new(out)),
                 wake: Condvar::new(),
-                wake_lock: Mutex::new(()),
             }),
         }
     }
